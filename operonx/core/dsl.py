@@ -1,0 +1,510 @@
+"""The graph-building DSL: ``@op``, ``GraphOp``, ``PARENT``, ``START``, ``END``, refs and ``>>``.
+
+Building is recording: inside ``with GraphOp(...)`` an op call adds a node to
+the open block's :class:`~operonx.ir.build.ScopeDraft` and returns a handle;
+``>>`` records edges; when the block closes, :func:`operonx.ir.build.finalize`
+validates the draft into the IR (:class:`operonx.ir.model.Graph`).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import keyword
+import os
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, overload
+
+from operonx.core.errors import GraphError
+from operonx.ir import introspect
+from operonx.ir.build import ScopeDraft, did_you_mean, finalize
+from operonx.ir.model import (
+    CollectMode,
+    Const,
+    Graph,
+    InputRef,
+    Node,
+    NodeKind,
+    OpDef,
+    OutputRef,
+    Source,
+    SourceLoc,
+)
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_open_blocks: contextvars.ContextVar[tuple[GraphOp, ...]] = contextvars.ContextVar(
+    "operonx_open_blocks", default=())
+_RESERVED_NAMES = frozenset({"START", "END", "PARENT"})
+
+
+def user_loc() -> SourceLoc:
+    """The first stack frame outside the operonx package: where the user wrote the call."""
+    frame = sys._getframe(1)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR):
+        frame = frame.f_back  # type: ignore[assignment]
+    if frame is None:
+        return SourceLoc("<unknown>", 0)
+    return SourceLoc(frame.f_code.co_filename, frame.f_lineno)
+
+
+def _current_block() -> GraphOp | None:
+    blocks = _open_blocks.get()
+    return blocks[-1] if blocks else None
+
+
+def _check_name(name: str, loc: SourceLoc, what: str) -> None:
+    if not name.isidentifier() or keyword.iskeyword(name) or name in _RESERVED_NAMES:
+        raise GraphError(f"{what} name {name!r} is not a valid identifier "
+                         "(START, END and PARENT are reserved)", loc.file, loc.line)
+
+
+# --------------------------------------------------------------------------- refs
+
+
+class ParentRef:
+    """``PARENT["key"]``: an input of the enclosing graph, or a loop's state variable."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def __repr__(self) -> str:
+        return f"PARENT[{self.key!r}]"
+
+
+class _Parent:
+    def __getitem__(self, key: str) -> ParentRef:
+        if not isinstance(key, str):
+            raise TypeError(f"PARENT keys are strings, not {type(key).__name__}")
+        return ParentRef(key)
+
+    def __repr__(self) -> str:
+        return "PARENT"
+
+
+PARENT = _Parent()
+
+
+class Ref:
+    """``node["key"]``: one output of a node, optionally collected from its stream."""
+
+    __slots__ = ("collect_mode", "handle", "key")
+
+    def __init__(self, handle: _Handle, key: str, collect_mode: CollectMode | None = None) -> None:
+        self.handle = handle
+        self.key = key
+        self.collect_mode = collect_mode
+
+    def collect(self, ordered: bool = False) -> Ref:
+        """Gather the stream feeding this input into one list (completion or yield order)."""
+        if self.collect_mode is not None:
+            raise GraphError(f"{self!r} is already collected; a stream level is collected once "
+                             "per read")
+        return Ref(self.handle, self.key, "ordered" if ordered else "completion")
+
+    def __rshift__(self, target: ParentRef) -> ParentRef:
+        """``node["k"] >> PARENT["x"]``: write ``k`` back to the enclosing scope as ``x``."""
+        if not isinstance(target, ParentRef):
+            raise GraphError(f"{self!r} >> {target!r}: an output can only be written back to "
+                             "PARENT['key']; order nodes with node >> node")
+        block = self.handle.block
+        block._require_open(f"{self!r} >> {target!r}")
+        block._draft.writebacks.append((self.to_source(), target.key, user_loc()))
+        return target
+
+    def to_source(self) -> OutputRef:
+        return OutputRef(self.handle.name, self.key, self.collect_mode)
+
+    def __repr__(self) -> str:
+        text = f"{self.handle.name}[{self.key!r}]"
+        if self.collect_mode == "ordered":
+            return f"ordered({text})"
+        return f"{text}.collect()" if self.collect_mode else text
+
+
+def ordered(ref: Ref) -> Ref:
+    """The ordered-collect helper: ``ordered(node["k"])`` is ``node["k"].collect(ordered=True)``."""
+    return ref.collect(ordered=True)
+
+
+# --------------------------------------------------------------------- ordering: >>
+
+Wirable = "_Handle | _Terminal | list[_Handle]"
+
+
+def _wire(left: Any, right: Any) -> None:
+    lefts = left if isinstance(left, (list, tuple)) else [left]
+    rights = right if isinstance(right, (list, tuple)) else [right]
+    loc = user_loc()
+    for a in lefts:
+        for b in rights:
+            _wire_one(a, b, loc)
+
+
+def _wire_one(a: Any, b: Any, loc: SourceLoc) -> None:
+    if a is END or b is START:
+        raise GraphError("END cannot come before anything, nor anything before START",
+                         loc.file, loc.line)
+    handles = [x for x in (a, b) if isinstance(x, _Handle)]
+    for x in (a, b):
+        if not isinstance(x, (_Handle, _Terminal)):
+            raise GraphError(f">> connects nodes, START and END, not {type(x).__name__} {x!r}",
+                             loc.file, loc.line,
+                             "write node['key'] >> PARENT['x'] for a write-back")
+    if not handles:
+        raise GraphError("START >> END connects nothing", loc.file, loc.line)
+    block = handles[0].block
+    for h in handles[1:]:
+        if h.block is not block:
+            raise GraphError(f"{a!r} >> {b!r} connects nodes of different graphs "
+                             f"({handles[0].block.name!r} and {h.block.name!r})",
+                             loc.file, loc.line)
+    block._require_open(f"{a!r} >> {b!r}")
+    edge = (a.name if isinstance(a, _Handle) else "START", b.name if isinstance(b, _Handle)
+            else "END")
+    block._draft.edges.setdefault(edge, loc)
+
+
+class _Handle:
+    """What a node looks like while building: indexable for refs, wirable with ``>>``."""
+
+    name: str
+    block: GraphOp
+
+    def __getitem__(self, key: str) -> Ref:
+        if not isinstance(key, str):
+            raise TypeError(f"output keys are strings, not {type(key).__name__}")
+        return Ref(self, key)
+
+    def __rshift__(self, other: Any) -> Any:
+        _wire(self, other)
+        return other
+
+    def __rrshift__(self, other: Any) -> Any:
+        _wire(other, self)
+        return self
+
+
+class NodeHandle(_Handle):
+    """An op's node inside a graph: what ``my_op(x=...)`` returns in a ``with`` block."""
+
+    def __init__(self, name: str, block: GraphOp) -> None:
+        self.name = name
+        self.block = block
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+class _Terminal:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __rshift__(self, other: Any) -> Any:
+        _wire(self, other)
+        return other
+
+    def __rrshift__(self, other: Any) -> Any:
+        _wire(other, self)
+        return self
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+START = _Terminal("START")
+END = _Terminal("END")
+
+
+# ------------------------------------------------------------------ argument values
+
+
+def _to_source(value: Any, arg: str, where: str, loc: SourceLoc) -> Source:
+    if isinstance(value, Ref):
+        return value.to_source()
+    if isinstance(value, ParentRef):
+        return InputRef(value.key)
+    if isinstance(value, _Handle):
+        raise GraphError(f"{where}: argument {arg!r} is the node {value.name!r} itself",
+                         loc.file, loc.line, f"pass one of its outputs: {value.name}['key']")
+    hidden = _find_hidden_ref(value)
+    if hidden is not None:
+        raise GraphError(f"{where}: argument {arg!r} hides the reference {hidden!r} inside a "
+                         f"{type(value).__name__}; references must be whole arguments",
+                         loc.file, loc.line,
+                         "pass each reference as its own argument and build the container "
+                         "inside the op")
+    return Const(value)
+
+
+def _find_hidden_ref(value: Any) -> object | None:
+    if isinstance(value, (Ref, ParentRef, _Handle, _Terminal)):
+        return value
+    if isinstance(value, Mapping):
+        items: Any = [*value.keys(), *value.values()]
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        items = value
+    else:
+        return None
+    for item in items:
+        found = _find_hidden_ref(item)
+        if found is not None:
+            return found
+    return None
+
+
+# ---------------------------------------------------------------------------- @op
+
+
+class Op:
+    """A function decorated with ``@op``.
+
+    Called outside a graph block it is the plain function (ops stay
+    unit-testable); called inside one it adds a node and returns its handle.
+    """
+
+    def __init__(self, fn: Callable[..., Any], *, name: str | None = None,
+                 max_concurrent: int | None = None, outputs: list[str] | None = None,
+                 bound: Literal["cpu"] | None = None, fuse: bool = True) -> None:
+        loc = introspect.definition_loc(fn)
+        kind = introspect.op_kind(fn)
+        if bound not in (None, "cpu"):
+            raise GraphError(f"@op(bound={bound!r}): the only bound is 'cpu'", loc.file, loc.line)
+        if bound == "cpu" and kind is not introspect.OpKind.SYNC:
+            raise GraphError(f"@op(bound='cpu') runs a plain def in a thread pool; "
+                             f"{fn.__name__!r} is {kind.value}", loc.file, loc.line)
+        if max_concurrent is not None and (not isinstance(max_concurrent, int)
+                                           or max_concurrent < 1):
+            raise GraphError(f"@op(max_concurrent={max_concurrent!r}) must be a positive int",
+                             loc.file, loc.line)
+        op_name = name or fn.__name__
+        _check_name(op_name, loc, "op")
+        tree = introspect.function_ast(fn)
+        static = introspect.static_outputs(tree, kind)
+        self.definition = OpDef(
+            fn=fn, name=op_name, kind=kind, params=introspect.params_of(fn, tree),
+            outputs=tuple(outputs) if outputs is not None else static,
+            outputs_declared=outputs is not None, max_concurrent=max_concurrent, bound=bound,
+            fuse=fuse, loc=loc, return_annotation=introspect.return_annotation(tree),
+        )
+        self.fn = fn
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        block = _current_block()
+        if block is None:
+            return self.fn(*args, **kwargs)
+        return block._add_op(self.definition, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<op {self.definition.name}>"
+
+
+@overload
+def op(fn: Callable[..., Any], /) -> Op: ...
+@overload
+def op(*, name: str | None = None, max_concurrent: int | None = None,
+       outputs: list[str] | None = None, bound: Literal["cpu"] | None = None,
+       fuse: bool = True) -> Callable[[Callable[..., Any]], Op]: ...
+
+
+def op(fn: Callable[..., Any] | None = None, /, *, name: str | None = None,
+       max_concurrent: int | None = None, outputs: list[str] | None = None,
+       bound: Literal["cpu"] | None = None, fuse: bool = True) -> Op | Callable[..., Op]:
+    """Declare an op: bare ``@op`` or ``@op(name=..., max_concurrent=..., outputs=[...])``."""
+    if fn is not None:
+        return Op(fn)
+
+    def decorate(f: Callable[..., Any]) -> Op:
+        return Op(f, name=name, max_concurrent=max_concurrent, outputs=outputs, bound=bound,
+                  fuse=fuse)
+
+    return decorate
+
+
+# ------------------------------------------------------------------------ GraphOp
+
+
+class GraphOp(_Handle):
+    """A graph: ``with GraphOp(name=...) as g:`` records its body; closing it validates.
+
+    Opened inside another graph's block, it is a sub-graph node of that graph.
+    ``GraphOp.loop(until=..., **state)`` makes a loop body.
+    """
+
+    def __init__(self, name: str = "graph", *, max_stream_concurrent: int | None = None,
+                 inputs: Mapping[str, Any] | None = None) -> None:
+        self._init("graph", name, max_stream_concurrent, inputs, {}, None, 1000)
+
+    @classmethod
+    def loop(cls, until: str | Callable[[Mapping[str, Any]], Any], *, name: str = "loop",
+             max_iterations: int = 1000, inputs: Mapping[str, Any] | None = None,
+             max_stream_concurrent: int | None = None, **state: Any) -> GraphOp:
+        """A loop: the body runs, write-backs apply, then ``until`` is checked against the state."""
+        self = cls.__new__(cls)
+        self._init("loop", name, max_stream_concurrent, inputs, state, until, max_iterations)
+        return self
+
+    def _init(self, kind: Literal["graph", "loop"], name: str,
+              max_stream_concurrent: int | None, inputs: Mapping[str, Any] | None,
+              state: Mapping[str, Any], until: Any, max_iterations: int) -> None:
+        loc = user_loc()
+        _check_name(name, loc, "graph")
+        if max_stream_concurrent is not None and (not isinstance(max_stream_concurrent, int)
+                                                  or max_stream_concurrent < 1):
+            raise GraphError(f"max_stream_concurrent={max_stream_concurrent!r} must be a "
+                             "positive int", loc.file, loc.line)
+        if kind == "loop" and (not isinstance(max_iterations, int) or max_iterations < 1):
+            raise GraphError(f"max_iterations={max_iterations!r} must be a positive int",
+                             loc.file, loc.line)
+        for key, value in state.items():
+            if _find_hidden_ref(value) is not None:
+                raise GraphError(f"loop state {key}={value!r} is a reference; initial values "
+                                 "from the enclosing graph go in inputs={...}", loc.file, loc.line)
+        overlap = set(state) & set(inputs or {})
+        if overlap:
+            raise GraphError(f"loop state {sorted(overlap)} is declared both as a keyword and "
+                             "in inputs=", loc.file, loc.line)
+        self.name = name
+        self.loc = loc
+        self._kind = kind
+        self._max_stream_concurrent = max_stream_concurrent
+        self._inputs = dict(inputs or {})
+        self._state = dict(state)
+        self._until = until
+        self._max_iterations = max_iterations
+        self._draft: ScopeDraft | None = None
+        self._graph: Graph | None = None
+        self._outer: GraphOp | None = None
+        self._node: Node | None = None
+        self.block = self  # until nested, a graph is its own block
+
+    # -- context manager
+
+    def __enter__(self) -> GraphOp:
+        if self._draft is not None or self._graph is not None:
+            raise GraphError(f"graph {self.name!r} was already built; make a new GraphOp",
+                             self.loc.file, self.loc.line)
+        outer = _current_block()
+        limit = self._max_stream_concurrent or (
+            outer._draft.max_stream_concurrent if outer is not None and outer._draft else 64)
+        declared = {k: _to_source(v, k, f"graph {self.name!r} inputs", self.loc) if outer
+                    else self._top_level_input(k, v) for k, v in self._inputs.items()}
+        if outer is not None:
+            for value in self._inputs.values():
+                if isinstance(value, Ref) and value.handle.block is not outer:
+                    raise GraphError(f"graph {self.name!r} inputs read {value!r}, a node of "
+                                     "another graph", self.loc.file, self.loc.line)
+            self._outer = outer
+            self.name = outer._unique_name(self.name, explicit=False)
+            self.block = outer
+            self._node = Node(name=self.name,
+                              kind=NodeKind.LOOP if self._kind == "loop" else NodeKind.GRAPH,
+                              loc=self.loc, args=declared, max_concurrent=limit)
+            outer._draft_or_raise().nodes[self.name] = self._node
+        self._draft = ScopeDraft(
+            name=self.name, kind=self._kind, loc=self.loc, nested=outer is not None,
+            max_stream_concurrent=limit, declared_inputs=declared, state=self._state,
+            until=self._until, max_iterations=self._max_iterations)
+        self._token = _open_blocks.set((*_open_blocks.get(), self))
+        return self
+
+    def _top_level_input(self, key: str, value: Any) -> Source:
+        source = _to_source(value, key, f"graph {self.name!r} inputs", self.loc)
+        if isinstance(source, InputRef) or isinstance(source, Const):
+            return source
+        raise GraphError(f"graph {self.name!r}: input {key!r} refers to a node, but a top-level "
+                         "graph has no enclosing graph", self.loc.file, self.loc.line,
+                         "give a literal default, or PARENT['key'] to read a run input")
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        _open_blocks.reset(self._token)
+        draft, self._draft = self._draft, None
+        if exc_type is not None or draft is None:
+            return  # the user's own error propagates untouched
+        graph = finalize(draft)
+        self._graph = graph
+        if self._node is not None:
+            self._node.body = graph
+
+    # -- building
+
+    def _draft_or_raise(self) -> ScopeDraft:
+        if self._draft is None:
+            raise GraphError(f"graph {self.name!r} is closed: nodes are added inside its "
+                             "`with` block", self.loc.file, self.loc.line)
+        return self._draft
+
+    def _require_open(self, what: str) -> None:
+        if self._draft is None:
+            loc = user_loc()
+            raise GraphError(f"{what}: graph {self.name!r} is closed; wire nodes inside its "
+                             "`with` block", loc.file, loc.line)
+
+    def _unique_name(self, base: str, explicit: bool) -> str:
+        nodes = self._draft_or_raise().nodes
+        if base not in nodes:
+            return base
+        if explicit:
+            loc = user_loc()
+            raise GraphError(f"graph {self.name!r} already has a node named {base!r}",
+                             loc.file, loc.line, "names given with name= must be unique")
+        n = 2
+        while f"{base}_{n}" in nodes:
+            n += 1
+        return f"{base}_{n}"
+
+    def _add_op(self, definition: OpDef, args: tuple[Any, ...],
+                kwargs: dict[str, Any]) -> NodeHandle:
+        loc = user_loc()
+        draft = self._draft_or_raise()
+        node_name = kwargs.pop("name", None) if "name" not in {
+            p.name for p in definition.params} else None
+        where = f"op {definition.name!r}"
+        if args:
+            raise GraphError(f"{where} was given {len(args)} positional argument(s); node "
+                             "arguments are keyword-only", loc.file, loc.line,
+                             f"write {definition.name}(name_of_param=...)")
+        params = {p.name: p for p in definition.params}
+        takes_any = any(p.is_var_keyword for p in definition.params)
+        for key in kwargs:
+            if key not in params and not takes_any:
+                hint = did_you_mean(key, params) or f"its parameters: {', '.join(params)}"
+                raise GraphError(f"{where} has no parameter {key!r}", loc.file, loc.line, hint)
+        missing = [p.name for p in definition.params
+                   if not p.has_default and not p.is_var_keyword and p.name not in kwargs]
+        if missing:
+            raise GraphError(f"{where} is missing argument(s) {', '.join(map(repr, missing))}",
+                             loc.file, loc.line)
+        if node_name is not None:
+            _check_name(node_name, loc, "node")
+        name = self._unique_name(node_name or definition.name, explicit=node_name is not None)
+        for value in kwargs.values():
+            if isinstance(value, Ref) and value.handle.block is not self:
+                raise GraphError(f"{where} reads {value!r}, a node of another graph",
+                                 loc.file, loc.line,
+                                 "pass values into a sub-graph with inputs={...}")
+        sources = {k: _to_source(v, k, where, loc) for k, v in kwargs.items()}
+        limit = definition.max_concurrent or draft.max_stream_concurrent
+        draft.nodes[name] = Node(name=name, kind=NodeKind.OP, loc=loc, args=sources,
+                                 op=definition, max_concurrent=limit)
+        return NodeHandle(name, self)
+
+    # -- results
+
+    @property
+    def ir(self) -> Graph:
+        """The validated IR (available once the ``with`` block has closed)."""
+        if self._graph is None:
+            raise GraphError(f"graph {self.name!r} is still being built (its `with` block has "
+                             "not closed)", self.loc.file, self.loc.line)
+        return self._graph
+
+    @property
+    def is_nested(self) -> bool:
+        return self._outer is not None
+
+    def __repr__(self) -> str:
+        return f"<{'loop' if self._kind == 'loop' else 'GraphOp'} {self.name}>"

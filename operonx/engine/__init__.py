@@ -1,0 +1,1 @@
+"""The interpreter: runs a graph IR on asyncio/uvloop."""

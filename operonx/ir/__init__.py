@@ -1,0 +1,1 @@
+"""The graph IR shared by the Engine and the compiler (importable without either)."""

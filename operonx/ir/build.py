@@ -1,0 +1,268 @@
+"""Turn a finished ``with GraphOp(...)`` block (a :class:`ScopeDraft`) into a validated :class:`Graph`.
+
+Every check here raises :class:`GraphError` pointing at the ``file:line`` of the
+node at fault, with a did-you-mean where a near miss is likely.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from operonx.core.errors import GraphError
+from operonx.ir.model import (
+    Graph,
+    GraphKind,
+    InputRef,
+    Node,
+    NodeKind,
+    OutputRef,
+    ResultSpec,
+    Source,
+    SourceLoc,
+    UntilExpr,
+)
+from operonx.ir.plan import plan_scope
+from operonx.ir.until import UntilSyntaxError, parse_until
+
+TERMINALS = ("START", "END")
+
+
+@dataclass
+class ScopeDraft:
+    """What the DSL records while a ``with`` block is open."""
+
+    name: str
+    kind: GraphKind
+    loc: SourceLoc
+    nested: bool
+    max_stream_concurrent: int
+    declared_inputs: dict[str, Source] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+    until: str | Callable[[Mapping[str, Any]], Any] | None = None
+    max_iterations: int = 1000
+    nodes: dict[str, Node] = field(default_factory=dict)
+    edges: dict[tuple[str, str], SourceLoc] = field(default_factory=dict)
+    writebacks: list[tuple[OutputRef, str, SourceLoc]] = field(default_factory=list)
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f"did you mean {close[0]!r}?" if close else ""
+
+
+def _err(message: str, loc: SourceLoc, hint: str = "") -> GraphError:
+    return GraphError(message, loc.file, loc.line, hint or None)
+
+
+def finalize(draft: ScopeDraft) -> Graph:
+    nodes = draft.nodes
+    _check_connected(draft)
+    order = _topological_order(draft)
+    ancestors = _ancestors(draft, order)
+    for name in order:
+        node = nodes[name]
+        for arg, source in node.args.items():
+            if isinstance(source, OutputRef):
+                _check_ref(draft, node, arg, source, ancestors)
+        node.context = _context_of(draft, node)
+    for ref, _target, loc in draft.writebacks:
+        _check_ref_key(draft, ref, loc)
+
+    results = _results(draft)
+    writebacks = {target: ResultSpec(ref.node, ref.key, _ref_depth(nodes, ref))
+                  for ref, target, _loc in draft.writebacks}
+    reads = tuple(dict.fromkeys(
+        s.key for n in (nodes[x] for x in order) for s in n.args.values()
+        if isinstance(s, InputRef) and n.kind is NodeKind.OP
+    ))
+    # A sub-graph's or loop's declared inputs are read in *this* scope too.
+    reads = tuple(dict.fromkeys([*reads, *(
+        s.key for n in nodes.values() if n.kind is not NodeKind.OP
+        for s in n.args.values() if isinstance(s, InputRef))]))
+    _check_reads(draft, writebacks)
+    until = _until(draft)
+    graph = Graph(
+        name=draft.name, kind=draft.kind, loc=draft.loc,
+        nodes={name: nodes[name] for name in nodes},
+        edges=tuple(draft.edges), results=results, writebacks=writebacks,
+        declared_inputs=dict(draft.declared_inputs), state=dict(draft.state),
+        reads=reads, until=until, max_iterations=draft.max_iterations,
+        max_stream_concurrent=draft.max_stream_concurrent, nested=draft.nested,
+    )
+    plan_scope(graph)  # refuses frames that would wait for their own stream's end
+    return graph
+
+
+def _check_connected(draft: ScopeDraft) -> None:
+    touched = {x for edge in draft.edges for x in edge}
+    touched |= {s.node for n in draft.nodes.values() for s in n.args.values()
+                if isinstance(s, OutputRef)}
+    touched |= {ref.node for ref, _t, _l in draft.writebacks}
+    for node in draft.nodes.values():
+        if node.name not in touched:
+            raise _err(f"op {node.name!r} is not wired into graph {draft.name!r}", node.loc,
+                       f"connect it, e.g. `START >> {node.name}` and `{node.name} >> END`")
+
+
+def _topological_order(draft: ScopeDraft) -> list[str]:
+    """Declaration order, constrained by ``>>`` edges; a cycle is a GraphError."""
+    names = list(draft.nodes)
+    preds: dict[str, set[str]] = {n: set() for n in names}
+    for a, b in draft.edges:
+        if a in preds and b in preds:
+            preds[b].add(a)
+    done: list[str] = []
+    placed: set[str] = set()
+    remaining = names[:]
+    while remaining:
+        ready = [n for n in remaining if preds[n] <= placed]
+        if not ready:
+            cycle = _find_cycle({n: preds[n] - placed for n in remaining})
+            first = draft.nodes[cycle[0]]
+            raise _err("cycle in graph " f"{draft.name!r}: " + " >> ".join([*cycle, cycle[0]]),
+                       first.loc, "ops may not feed back into themselves; use GraphOp.loop "
+                       "for feedback, writing state with `node['k'] >> PARENT['x']`")
+        for n in ready:
+            done.append(n)
+            placed.add(n)
+        remaining = [n for n in remaining if n not in placed]
+    return done
+
+
+def _find_cycle(preds: dict[str, set[str]]) -> list[str]:
+    start = next(iter(preds))
+    path: list[str] = []
+    seen: dict[str, int] = {}
+    node = start
+    while node not in seen:
+        seen[node] = len(path)
+        path.append(node)
+        node = sorted(preds[node])[0]
+    cycle = path[seen[node]:]
+    cycle.reverse()  # predecessors were followed: print in >> direction
+    return cycle
+
+
+def _ancestors(draft: ScopeDraft, order: list[str]) -> dict[str, set[str]]:
+    result: dict[str, set[str]] = {}
+    for name in order:
+        acc: set[str] = set()
+        for a, b in draft.edges:
+            if b == name and a in draft.nodes:
+                acc.add(a)
+                acc |= result[a]
+        result[name] = acc
+    return result
+
+
+def _check_ref_key(draft: ScopeDraft, ref: OutputRef, loc: SourceLoc) -> None:
+    producer = draft.nodes[ref.node]
+    outputs = producer.outputs
+    if outputs is None:
+        raise _err(f"op {producer.name!r} builds its result dict dynamically, so its outputs "
+                   f"are unknown and {ref.node}[{ref.key!r}] cannot be checked", loc,
+                   f"declare them: @op(outputs=[{ref.key!r}, ...])")
+    if ref.key not in outputs:
+        hint = did_you_mean(ref.key, outputs)
+        listed = ", ".join(repr(k) for k in outputs) or "none"
+        raise _err(f"{ref.node!r} has no output {ref.key!r} (its outputs: {listed})", loc, hint)
+    if ref.collect is not None and not producer.out_context:
+        raise _err(f"{ref.node}[{ref.key!r}].collect() collects a value that is not a stream",
+                   loc, f"{ref.node!r} runs once, not once per frame; read it without .collect()")
+
+
+def _check_ref(draft: ScopeDraft, node: Node, arg: str, ref: OutputRef,
+               ancestors: dict[str, set[str]]) -> None:
+    _check_ref_key(draft, ref, node.loc)
+    if ref.node not in ancestors[node.name]:
+        raise _err(f"{node.name!r} reads {ref.node}[{ref.key!r}] (argument {arg!r}) but nothing "
+                   f"orders {ref.node!r} before {node.name!r}", node.loc,
+                   f"did you mean to add `{ref.node} >> {node.name}`?")
+
+
+def _ref_context(nodes: Mapping[str, Node], ref: OutputRef) -> tuple[str, ...]:
+    ctx = nodes[ref.node].out_context
+    return ctx[:-1] if ref.collect is not None else ctx
+
+
+def _ref_depth(nodes: Mapping[str, Node], ref: OutputRef) -> int:
+    return len(_ref_context(nodes, ref))
+
+
+def _context_of(draft: ScopeDraft, node: Node) -> tuple[str, ...]:
+    """The deepest context among the node's inputs; they must all lie on one chain."""
+    best: tuple[str, ...] = ()
+    best_ref: OutputRef | None = None
+    for ref in node.args.values():
+        if not isinstance(ref, OutputRef):
+            continue
+        ctx = _ref_context(draft.nodes, ref)
+        shorter, longer = sorted((best, ctx), key=len)
+        if longer[: len(shorter)] != shorter:
+            other = f"{best_ref.node}[{best_ref.key!r}]" if best_ref else "?"
+            raise _err(f"{node.name!r} reads from two independent streams: "
+                       f"{other} (per frame of {best[-1]!r}) and {ref.node}[{ref.key!r}] "
+                       f"(per frame of {ctx[-1]!r})", node.loc,
+                       "frames of different generators cannot be paired; .collect() one of them")
+        if len(ctx) > len(best):
+            best, best_ref = ctx, ref
+    return best
+
+
+def _results(draft: ScopeDraft) -> dict[str, ResultSpec]:
+    results: dict[str, ResultSpec] = {}
+    for a, b in draft.edges:
+        if b != "END" or a not in draft.nodes:
+            continue
+        producer = draft.nodes[a]
+        outputs = producer.outputs
+        if outputs is None:
+            raise _err(f"op {a!r} is wired to END but builds its result dict dynamically",
+                       producer.loc, "declare its keys: @op(outputs=[...])")
+        for key in outputs:
+            if key in results and results[key].node != a:
+                raise _err(f"result key {key!r} is produced by both {results[key].node!r} and "
+                           f"{a!r}", producer.loc, "rename one output, or wire only one to END")
+            results[key] = ResultSpec(a, key, len(producer.out_context))
+    return results
+
+
+def _check_reads(draft: ScopeDraft, writebacks: Mapping[str, ResultSpec]) -> None:
+    known = set(draft.declared_inputs) | set(draft.state)
+    for node in draft.nodes.values():
+        for arg, source in node.args.items():
+            if isinstance(source, InputRef) and source.key not in known:
+                if draft.kind == "loop":
+                    raise _err(f"{node.name!r} reads PARENT[{source.key!r}] (argument {arg!r}), "
+                               f"which is not a state variable of loop {draft.name!r}", node.loc,
+                               did_you_mean(source.key, known) or
+                               f"declare it: GraphOp.loop(..., {source.key}=<initial value>)")
+                if draft.nested:
+                    raise _err(f"{node.name!r} reads PARENT[{source.key!r}] (argument {arg!r}), "
+                               f"which is not an input of sub-graph {draft.name!r}", node.loc,
+                               did_you_mean(source.key, known) or
+                               f"declare it: GraphOp(..., inputs={{{source.key!r}: <ref>}})")
+    if draft.kind == "loop":
+        for target in writebacks:
+            if target not in known:
+                loc = next(l for r, t, l in draft.writebacks if t == target)
+                raise _err(f"write-back to PARENT[{target!r}], which is not a state variable of "
+                           f"loop {draft.name!r}", loc, did_you_mean(target, known))
+
+
+def _until(draft: ScopeDraft) -> UntilExpr | Callable[[Mapping[str, Any]], Any] | None:
+    if draft.kind != "loop":
+        return None
+    if callable(draft.until):
+        return draft.until
+    if not isinstance(draft.until, str):
+        raise _err(f"loop {draft.name!r}: until= must be a string expression or a callable, "
+                   f"not {type(draft.until).__name__}", draft.loc)
+    state = [*draft.state, *draft.declared_inputs]
+    try:
+        return parse_until(draft.until, state)
+    except UntilSyntaxError as err:
+        raise _err(f"loop {draft.name!r}: {err} (column {err.col + 1})", draft.loc) from None

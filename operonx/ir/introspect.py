@@ -1,0 +1,116 @@
+"""Read what an ``@op`` function is from its signature and source: kind, params, outputs."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import textwrap
+from collections.abc import Callable
+from typing import Any
+
+from operonx.ir.model import OpKind, Param, SourceLoc
+
+
+def op_kind(fn: Callable[..., Any]) -> OpKind:
+    if inspect.isasyncgenfunction(fn):
+        return OpKind.ASYNCGEN
+    if inspect.isgeneratorfunction(fn):
+        return OpKind.GEN
+    if inspect.iscoroutinefunction(fn):
+        return OpKind.ASYNC
+    return OpKind.SYNC
+
+
+def definition_loc(fn: Callable[..., Any]) -> SourceLoc:
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return SourceLoc("<unknown>", 0)
+    return SourceLoc(code.co_filename, code.co_firstlineno)
+
+
+def function_ast(fn: Callable[..., Any]) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+    """The function's own ``def`` node, or None when its source is not available."""
+    try:
+        source = textwrap.dedent(inspect.getsource(fn))
+    except (OSError, TypeError):
+        return None
+    try:
+        module = ast.parse(source)
+    except SyntaxError:
+        return None
+    for node in module.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            return node
+    return None
+
+
+def params_of(fn: Callable[..., Any],
+              tree: ast.FunctionDef | ast.AsyncFunctionDef | None) -> tuple[Param, ...]:
+    """Parameters with annotation *source text* (as written, for the code generator)."""
+    written: dict[str, str | None] = {}
+    if tree is not None:
+        args = tree.args
+        for a in (*args.posonlyargs, *args.args, *args.kwonlyargs):
+            written[a.arg] = ast.unparse(a.annotation) if a.annotation is not None else None
+        if args.kwarg is not None:
+            ann = args.kwarg.annotation
+            written[args.kwarg.arg] = ast.unparse(ann) if ann is not None else None
+    params = []
+    for p in inspect.signature(fn).parameters.values():
+        if p.kind is inspect.Parameter.VAR_POSITIONAL:
+            continue
+        params.append(Param(
+            name=p.name,
+            annotation=written.get(p.name),
+            has_default=p.default is not inspect.Parameter.empty,
+            is_var_keyword=p.kind is inspect.Parameter.VAR_KEYWORD,
+        ))
+    return tuple(params)
+
+
+def return_annotation(tree: ast.FunctionDef | ast.AsyncFunctionDef | None) -> str | None:
+    if tree is None or tree.returns is None:
+        return None
+    return ast.unparse(tree.returns)
+
+
+def static_outputs(tree: ast.FunctionDef | ast.AsyncFunctionDef | None,
+                   kind: OpKind) -> tuple[str, ...] | None:
+    """Output keys read from the dict literals the function returns (or yields).
+
+    None when any returned/yielded value is not a dict literal with constant
+    string keys: the op builds its dict dynamically and must declare
+    ``outputs=[...]``. Returning ``None`` (or a bare ``return``) adds no key.
+    """
+    if tree is None:
+        return None
+    keys: list[str] = []
+    for value in _result_expressions(tree, kind):
+        if value is None or (isinstance(value, ast.Constant) and value.value is None):
+            continue
+        if not isinstance(value, ast.Dict):
+            return None
+        for key in value.keys:
+            if not (isinstance(key, ast.Constant) and isinstance(key.value, str)):
+                return None  # **spread or computed key
+            keys.append(key.value)
+    return tuple(dict.fromkeys(keys))
+
+
+def _result_expressions(tree: ast.FunctionDef | ast.AsyncFunctionDef,
+                        kind: OpKind) -> list[ast.expr | None]:
+    """The expressions the function returns (plain ops) or yields (generators).
+
+    Nested functions, lambdas and classes are skipped: their returns are not ours.
+    """
+    wanted: tuple[type[ast.AST], ...] = (ast.Yield,) if kind.is_generator else (ast.Return,)
+    found: list[ast.expr | None] = []
+    stack: list[ast.AST] = list(tree.body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+            continue
+        if isinstance(node, wanted):
+            found.append(node.value)  # type: ignore[attr-defined]
+        stack.extend(ast.iter_child_nodes(node))
+    return found

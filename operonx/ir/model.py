@@ -1,0 +1,213 @@
+"""The graph IR: what a ``with GraphOp(...)`` block means, independent of how it runs.
+
+The DSL builds these objects when a block closes (see :mod:`operonx.ir.build`);
+the Engine interprets them and the compiler lowers them to code, so build-time
+validation, stream contexts, collect points, loop state and result depths are
+computed exactly once, here.
+
+Vocabulary:
+
+* a *scope* is one graph body: the top-level graph, a sub-graph or a loop body;
+* a node's *context* is the chain of generator nodes (outermost first) of its
+  scope whose frames it runs once per; ``()`` means it runs once per scope run;
+* a value's *depth* is the length of the context it lives in. At END (and in
+  write-backs) a value of depth >= 1 becomes a list in yield order.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+class OpKind(enum.Enum):
+    SYNC = "sync"
+    ASYNC = "async"
+    GEN = "gen"
+    ASYNCGEN = "asyncgen"
+
+    @property
+    def is_generator(self) -> bool:
+        return self in (OpKind.GEN, OpKind.ASYNCGEN)
+
+
+@dataclass(frozen=True)
+class SourceLoc:
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of an op function, as the compiler needs it for types."""
+
+    name: str
+    annotation: str | None  # source text of the annotation, None when absent
+    has_default: bool
+    is_var_keyword: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class OpDef:
+    """A function decorated with ``@op``: what it is, not where it is used."""
+
+    fn: Callable[..., Any]
+    name: str
+    kind: OpKind
+    params: tuple[Param, ...]
+    outputs: tuple[str, ...] | None  # None: built dynamically and not declared
+    outputs_declared: bool
+    max_concurrent: int | None
+    bound: Literal["cpu"] | None
+    fuse: bool
+    loc: SourceLoc
+    return_annotation: str | None
+
+    @property
+    def runs_inline(self) -> bool:
+        """Sync functions (and sync generators) run on the event loop thread, inline."""
+        return self.kind in (OpKind.SYNC, OpKind.GEN) and self.bound is None
+
+
+CollectMode = Literal["completion", "ordered"]
+
+
+@dataclass(frozen=True)
+class Const:
+    """A literal argument: the same value for every run and every frame."""
+
+    value: Any
+
+
+@dataclass(frozen=True)
+class InputRef:
+    """``PARENT["key"]``: an input of the enclosing scope (or a loop's state)."""
+
+    key: str
+
+
+@dataclass(frozen=True)
+class OutputRef:
+    """``node["key"]``, optionally ``.collect()``-ed."""
+
+    node: str
+    key: str
+    collect: CollectMode | None = None
+
+
+Source = Const | InputRef | OutputRef
+
+
+class NodeKind(enum.Enum):
+    OP = "op"
+    GRAPH = "graph"
+    LOOP = "loop"
+
+
+@dataclass(eq=False)
+class Node:
+    name: str
+    kind: NodeKind
+    loc: SourceLoc
+    args: dict[str, Source]  # op keyword arguments, or a body's declared inputs
+    op: OpDef | None = None
+    body: Graph | None = None
+    max_concurrent: int = 64
+    # Filled in by analysis when the scope is built:
+    context: tuple[str, ...] = ()
+
+    @property
+    def is_generator(self) -> bool:
+        return self.op is not None and self.op.kind.is_generator
+
+    @property
+    def outputs(self) -> tuple[str, ...] | None:
+        if self.op is not None:
+            return self.op.outputs
+        assert self.body is not None
+        return tuple(self.body.result_keys)
+
+    @property
+    def out_context(self) -> tuple[str, ...]:
+        """The context this node's outputs live in: one level deeper for a generator."""
+        return (*self.context, self.name) if self.is_generator else self.context
+
+
+@dataclass(frozen=True)
+class ResultSpec:
+    """Where a result key (END-wired output or write-back) comes from."""
+
+    node: str
+    key: str
+    depth: int  # >= 1: a list in yield order, nested streams flattened
+
+
+@dataclass(frozen=True)
+class UntilExpr:
+    """A validated ``until`` string: the parsed expression and its source text."""
+
+    source: str
+    tree: Any  # ast.expr, validated by operonx.ir.until
+    names: tuple[str, ...]
+
+
+GraphKind = Literal["graph", "loop"]
+
+
+@dataclass(eq=False)
+class Graph:
+    """One scope: a top-level graph, a sub-graph body or a loop body."""
+
+    name: str
+    kind: GraphKind
+    loc: SourceLoc
+    nodes: dict[str, Node]  # declaration order
+    edges: tuple[tuple[str, str], ...]  # node names, plus "START"/"END"
+    results: dict[str, ResultSpec]  # END-wired outputs
+    writebacks: dict[str, ResultSpec]  # node["k"] >> PARENT["x"]
+    declared_inputs: dict[str, Source]  # inputs={...}: evaluated in the enclosing scope
+    state: dict[str, Any] = field(default_factory=dict)  # loop state with literal initial values
+    reads: tuple[str, ...] = ()  # PARENT keys read by nodes of this scope
+    until: UntilExpr | Callable[[Mapping[str, Any]], Any] | None = None
+    max_iterations: int = 1000
+    max_stream_concurrent: int = 64
+    nested: bool = False
+
+    @property
+    def result_keys(self) -> list[str]:
+        """Keys of what one run of this scope produces."""
+        if self.kind == "loop":
+            return [*self.state, *(k for k in self.declared_inputs if k not in self.state)]
+        return [*self.results, *(k for k in self.writebacks if k not in self.results)]
+
+    def result_depths(self) -> dict[str, int]:
+        """Depth of every result key (0: plain value, >= 1: list in yield order)."""
+        if self.kind == "loop":
+            return {k: 0 for k in self.result_keys}
+        return {**{k: s.depth for k, s in self.results.items()},
+                **{k: s.depth for k, s in self.writebacks.items()}}
+
+    @property
+    def required_inputs(self) -> tuple[str, ...]:
+        """Run inputs a top-level scope cannot run without."""
+        declared = set(self.declared_inputs) | set(self.state)
+        own = [k for k in self.reads if k not in declared]
+        via_refs = [s.key for s in self.declared_inputs.values() if isinstance(s, InputRef)]
+        return tuple(dict.fromkeys([*own, *via_refs]))
+
+    @property
+    def optional_inputs(self) -> tuple[str, ...]:
+        """Run inputs a top-level scope accepts to override a literal default."""
+        literal = [k for k, s in self.declared_inputs.items() if isinstance(s, Const)]
+        return tuple(dict.fromkeys([*literal, *self.state]))
+
+    def predecessors(self, name: str) -> list[str]:
+        return [a for a, b in self.edges if b == name]
+
+    def successors(self, name: str) -> list[str]:
+        return [b for a, b in self.edges if a == name]
