@@ -1,1 +1,233 @@
-class Engine: pass
+"""``Engine``: runs a graph. The reference semantics the compiled module must match."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any
+
+import uvloop
+
+from operonx.core.errors import GraphError, InputError, OperonxError
+from operonx.core.frame import Frame, SpanContext, new_span_id, new_trace_id
+from operonx.engine.program import Program, ScopeProgram
+from operonx.engine.runtime import FRAME_BACKLOG_HIGH, OnError, Run
+from operonx.ir.model import Const, Graph, InputRef, Node, NodeKind, ResultSpec
+from operonx.tracing.base import RunInfo, Tracer
+
+
+def _graph_of(graph: Any) -> Graph:
+    if isinstance(graph, Graph):
+        return graph
+    ir = getattr(graph, "ir", None)
+    if isinstance(ir, Graph):
+        return ir
+    raise TypeError(f"Engine runs a GraphOp (after its `with` block), not {type(graph).__name__}")
+
+
+class Engine:
+    """Interprets a graph: ``await engine.run(inputs=...)``, ``run_sync``, ``stream``.
+
+    Build once, run many times: the program (argument routes, semaphores,
+    regions) is prepared here, so a run only executes it. An Engine holds no
+    per-run state and may run concurrently with itself.
+    """
+
+    def __init__(self, graph: Any, *, tracers: Sequence[Tracer] = (),
+                 on_error: OnError = "raise") -> None:
+        self.graph = _graph_of(graph)
+        if self.graph.nested:
+            loc = self.graph.loc
+            raise GraphError(f"{self.graph.name!r} is a sub-graph of another graph; run the "
+                             "top-level graph", loc.file, loc.line)
+        if on_error not in ("raise", "collect"):
+            raise ValueError(f"on_error must be 'raise' or 'collect', not {on_error!r}")
+        self.tracers = tuple(tracers)
+        self.on_error: OnError = on_error
+        self._program = Program()
+        if self.graph.kind == "loop":
+            self._scope = ScopeProgram(_wrap_loop(self.graph), self._program, "",
+                                       transparent=True)
+        else:
+            self._scope = ScopeProgram(self.graph, self._program, "")
+        self._required = self.graph.required_inputs
+        self._accepted = frozenset(self._required) | frozenset(self.graph.optional_inputs)
+
+    # -- public API
+
+    async def run(self, inputs: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Run the graph once and return its final state (the result keys of SPEC §2)."""
+        emit = self._tracer_emit() if self.tracers else None
+        return await self._execute(self._check_inputs(inputs), emit, buffered=False)
+
+    def run_sync(self, inputs: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """``run`` on a fresh uvloop event loop (not from inside a running loop)."""
+        checked = self._check_inputs(inputs)
+        emit = self._tracer_emit() if self.tracers else None
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(self._execute(checked, emit, buffered=False))
+
+    async def stream(self, inputs: Mapping[str, Any] | None = None) -> AsyncIterator[Frame]:
+        """Yield a Frame per op execution as it happens, then the ``END`` frame.
+
+        A slow consumer slows the run down (frames are buffered up to a bound).
+        Leaving the loop early cancels the run; nothing outlives the generator.
+        """
+        checked = self._check_inputs(inputs)
+        tracer_emit = self._tracer_emit() if self.tracers else None
+        frames: list[Run] = []
+
+        def on_run(run: Run) -> None:
+            frames.append(run)
+
+        task = asyncio.get_running_loop().create_task(
+            self._execute(checked, tracer_emit, buffered=True, on_run=on_run))
+        try:
+            await asyncio.sleep(0)  # let the run start and publish its state
+            run = frames[0] if frames else None
+            while run is None and not task.done():
+                await asyncio.sleep(0)
+                run = frames[0] if frames else None
+            if run is None:
+                task.result()  # failed before starting: raise its error
+                return
+            backlog = run.backlog
+            assert backlog is not None
+            task.add_done_callback(lambda _t: run.wake.set())
+            while True:
+                if backlog:
+                    frame = backlog.popleft()
+                    if len(backlog) <= FRAME_BACKLOG_HIGH // 2:
+                        run.drained.set()
+                    yield frame
+                    continue
+                if task.done():
+                    break
+                run.wake.clear()
+                await run.wake.wait()
+            task.result()
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    # -- inputs
+
+    def _check_inputs(self, inputs: Mapping[str, Any] | None) -> dict[str, Any]:
+        given = dict(inputs or {})
+        missing = tuple(k for k in self._required if k not in given)
+        unknown = tuple(k for k in given if k not in self._accepted)
+        if missing or unknown:
+            parts = []
+            if missing:
+                parts.append(f"missing input(s) {', '.join(map(repr, missing))}")
+            if unknown:
+                parts.append(f"unknown input(s) {', '.join(map(repr, unknown))}")
+            accepted = ", ".join(map(repr, sorted(self._accepted))) or "none"
+            raise InputError(f"graph {self.graph.name!r}: {'; '.join(parts)} "
+                             f"(it reads: {accepted})", missing, unknown)
+        scope_inputs = dict(given)
+        graph = self.graph
+        for key, source in graph.declared_inputs.items():
+            if isinstance(source, InputRef):
+                scope_inputs[key] = given[source.key]
+            elif isinstance(source, Const) and key not in given:
+                scope_inputs[key] = source.value
+        for key, value in graph.state.items():
+            scope_inputs.setdefault(key, value)
+        return scope_inputs
+
+    # -- execution
+
+    def _tracer_emit(self) -> Callable[[Frame], None]:
+        tracers = self.tracers
+
+        def emit(frame: Frame) -> None:
+            for tracer in tracers:
+                tracer.on_frame(frame)
+
+        return emit
+
+    async def _execute(self, inputs: dict[str, Any], tracer_emit: Callable[[Frame], None] | None,
+                       buffered: bool, on_run: Callable[[Run], None] | None = None
+                       ) -> dict[str, Any]:
+        emitting = tracer_emit is not None or buffered
+        trace_id = new_trace_id() if emitting else None
+        root_span = new_span_id() if emitting else None
+        run = Run(self._program.semaphore_sizes, self.on_error, trace_id, None, buffered)
+        if emitting:
+            run.emit = _combined_emit(run, tracer_emit)
+        if on_run is not None:
+            on_run(run)
+        started = time.time_ns()
+        info = RunInfo(self.graph.name, SpanContext(trace_id or "", root_span or "", None),
+                       started, inputs) if self.tracers else None
+        for tracer in self.tracers:
+            assert info is not None
+            tracer.on_run_start(info)
+        error: BaseException | None = None
+        try:
+            if self._scope.inline and run.backlog is None:
+                result = self._scope.run_sync(run, inputs, (), root_span)
+            else:
+                result = await self._scope.run_async(run, inputs, (), root_span)
+            if run.collect_errors:
+                result["$errors"] = run.errors
+            if run.emit is not None:
+                now = time.time_ns()
+                assert trace_id is not None and root_span is not None
+                run.emit(Frame("END", result, (), SpanContext(trace_id, root_span, None),
+                               started, now))
+            return result
+        except BaseException as exc:
+            # Task groups wrap failures; what the user gets is the first failure itself.
+            error = run.failure if run.failure is not None else _unwrap(exc)
+            if error is exc:
+                raise
+            raise error from error.__cause__
+        finally:
+            for tracer in self.tracers:
+                assert info is not None
+                tracer.on_run_end(info, error)
+
+
+def _wrap_loop(loop: Graph) -> Graph:
+    """A top-level loop runs as the only node of a graph whose inputs are the loop's state."""
+    state_keys = [*loop.state, *(k for k in loop.declared_inputs if k not in loop.state)]
+    node = Node(name=loop.name, kind=NodeKind.LOOP, loc=loop.loc,
+                args={k: InputRef(k) for k in state_keys}, body=loop,
+                max_concurrent=loop.max_stream_concurrent)
+    return Graph(name=loop.name, kind="graph", loc=loop.loc, nodes={loop.name: node},
+                 edges=(("START", loop.name), (loop.name, "END")),
+                 results={k: ResultSpec(loop.name, k, 0) for k in state_keys},
+                 writebacks={}, declared_inputs={}, reads=tuple(state_keys))
+
+
+def _combined_emit(run: Run, tracer_emit: Callable[[Frame], None] | None
+                   ) -> Callable[[Frame], None]:
+    backlog = run.backlog
+    wake = run.wake
+    if backlog is None:
+        assert tracer_emit is not None
+        return tracer_emit
+
+    def emit(frame: Frame) -> None:
+        if tracer_emit is not None:
+            tracer_emit(frame)
+        backlog.append(frame)
+        wake.set()
+
+    return emit
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The first operonx error inside (possibly nested) exception groups, else ``exc``."""
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _unwrap(inner)
+            if isinstance(found, OperonxError):
+                return found
+    return exc

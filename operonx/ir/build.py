@@ -72,7 +72,7 @@ def finalize(draft: ScopeDraft) -> Graph:
         _check_ref_key(draft, ref, loc)
 
     results = _results(draft)
-    writebacks = {target: ResultSpec(ref.node, ref.key, _ref_depth(nodes, ref))
+    writebacks = {target: ResultSpec(ref.node, ref.key, len(nodes[ref.node].out_context))
                   for ref, target, _loc in draft.writebacks}
     reads = tuple(dict.fromkeys(
         s.key for n in (nodes[x] for x in order) for s in n.args.values()
@@ -186,10 +186,6 @@ def _check_ref(draft: ScopeDraft, node: Node, arg: str, ref: OutputRef,
 def _ref_context(nodes: Mapping[str, Node], ref: OutputRef) -> tuple[str, ...]:
     ctx = nodes[ref.node].out_context
     return ctx[:-1] if ref.collect is not None else ctx
-
-
-def _ref_depth(nodes: Mapping[str, Node], ref: OutputRef) -> int:
-    return len(_ref_context(nodes, ref))
 
 
 def _context_of(draft: ScopeDraft, node: Node) -> tuple[str, ...]:

@@ -1,0 +1,114 @@
+"""Per-run state: semaphores, error policy, frame emission, and region instances."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from collections.abc import Callable
+from typing import Any, Literal
+
+from operonx.core.errors import OpError
+from operonx.core.frame import Frame, SpanContext, new_span_id
+
+OnError = Literal["raise", "collect"]
+FRAME_BACKLOG_HIGH = 256  # frames buffered for a slow ``stream`` consumer before producers wait
+
+
+class Run:
+    """Everything one ``run``/``stream`` call shares: created per call, dropped after."""
+
+    __slots__ = ("backlog", "collect_errors", "drained", "emit", "errors", "failure",
+                 "semaphores", "trace_id", "wake")
+
+    def __init__(self, n_semaphores: list[int], on_error: OnError, trace_id: str | None,
+                 emit: Callable[[Frame], None] | None, buffered: bool) -> None:
+        # One semaphore per bounded op (async or cpu-bound), shared by every frame of the run.
+        self.semaphores = [asyncio.Semaphore(n) if n else None for n in n_semaphores]
+        self.collect_errors = on_error == "collect"
+        self.errors: list[dict[str, Any]] = []
+        self.failure: BaseException | None = None
+        self.trace_id = trace_id
+        self.emit = emit
+        # For ``stream``: frames wait here for the consumer; producers pause when it is full.
+        self.backlog: collections.deque[Frame] | None = collections.deque() if buffered else None
+        self.drained = asyncio.Event()
+        self.wake = asyncio.Event()
+
+    def frame(self, op_name: str, outputs: Any, index: tuple[int, ...], parent_span: str | None,
+              start_ns: int) -> str:
+        """Emit a frame for one op execution; return its span id (the parent of what it feeds)."""
+        span_id = new_span_id()
+        assert self.emit is not None and self.trace_id is not None
+        self.emit(Frame(op_name, outputs, index, SpanContext(self.trace_id, span_id, parent_span),
+                        start_ns, time.time_ns()))
+        return span_id
+
+    async def wait_for_consumer(self) -> None:
+        """Backpressure from a slow ``stream`` consumer (a no-op for ``run``)."""
+        backlog = self.backlog
+        if backlog is not None and len(backlog) > FRAME_BACKLOG_HIGH:
+            self.drained.clear()
+            await self.drained.wait()
+
+    def fail(self, error: BaseException) -> None:
+        """Remember the first failure: it is what ``run`` raises once everything is cancelled."""
+        if self.failure is None:
+            self.failure = error
+
+    def record(self, op_name: str, index: tuple[int, ...], exc: BaseException) -> None:
+        self.errors.append({"op": op_name, "index": list(index), "type": type(exc).__name__,
+                            "message": str(exc)})
+
+
+def op_error(op_name: str, index: tuple[int, ...], exc: BaseException) -> OpError:
+    where = f" at index {index}" if index else ""
+    err = OpError(f"op {op_name!r}{where} raised {type(exc).__name__}: {exc}", op_name, index)
+    err.__cause__ = exc
+    err.__suppress_context__ = True
+    return err
+
+
+class Inst:
+    """One run of one region: the scope root, or one frame of a generator.
+
+    ``vals`` maps node name to the outputs dict it produced here; ``parent`` is
+    the instance of the enclosing region (where outer values and collect
+    buffers live); ``scope`` holds the scope run's inputs and result buffers.
+    """
+
+    __slots__ = ("bufs", "failed", "index", "parent", "scope", "span", "vals")
+
+    def __init__(self, parent: Inst | None, scope: ScopeRun, index: tuple[int, ...],
+                 span: str | None) -> None:
+        self.vals: dict[str, Any] = {}
+        self.parent = parent
+        self.scope = scope
+        self.index = index
+        self.span = span
+        self.bufs: dict[int, list[Any]] = {}
+        self.failed: set[str] | None = None
+
+    def up(self, levels: int) -> Inst:
+        inst = self
+        for _ in range(levels):
+            assert inst.parent is not None
+            inst = inst.parent
+        return inst
+
+    def mark_failed(self, name: str) -> None:
+        if self.failed is None:
+            self.failed = set()
+        self.failed.add(name)
+
+
+class ScopeRun:
+    """One run of a scope (a graph body): its inputs and its result accumulators."""
+
+    __slots__ = ("inputs", "plain", "qualname", "streamed")
+
+    def __init__(self, inputs: dict[str, Any], qualname: str) -> None:
+        self.inputs = inputs
+        self.qualname = qualname  # "" at top level, "inner." inside sub-graph "inner"
+        self.plain: dict[str, Any] = {}  # depth-0 result keys
+        self.streamed: dict[str, list[tuple[tuple[int, ...], Any]]] = {}  # depth >= 1 keys
