@@ -400,7 +400,7 @@ def compile_command(source: str, output: str, graph_name: str | None, opt_level:
 @_SOURCE
 @_GRAPH_OPTION
 def explain(source: str, graph_name: str | None) -> None:
-    """Print the IR before and after each compiler pass, and what each pass changed."""
+    """Show the IR before and after each pass, and what each pass changed."""
     from compiler import explain as explain_graph
 
     text = explain_graph(source, graph_name=graph_name)
@@ -452,7 +452,7 @@ def render_image(dot_text: str, fmt: str) -> bytes:
 @click.option("--stream", is_flag=True,
               help="Print every frame as a JSON line as it happens (the last is END).")
 def run(source: str, graph_name: str | None, inputs_arg: str | None, stream: bool) -> None:
-    """Run GRAPH_PY's graph through the Engine and print the result as JSON."""
+    """Run GRAPH_PY through the Engine; print the result as JSON."""
     from operonx.core import Engine
     from operonx.core.errors import GraphError, OperonxError
 
