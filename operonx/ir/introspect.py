@@ -105,12 +105,12 @@ def _result_expressions(tree: ast.FunctionDef | ast.AsyncFunctionDef,
     """
     wanted: tuple[type[ast.AST], ...] = (ast.Yield,) if kind.is_generator else (ast.Return,)
     found: list[ast.expr | None] = []
-    stack: list[ast.AST] = list(tree.body)
-    while stack:
+    stack: list[ast.AST] = list(reversed(tree.body))
+    while stack:  # depth-first, in source order, so outputs keep the order they were written
         node = stack.pop()
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
             continue
         if isinstance(node, wanted):
             found.append(node.value)  # type: ignore[attr-defined]
-        stack.extend(ast.iter_child_nodes(node))
+        stack.extend(reversed(list(ast.iter_child_nodes(node))))
     return found
