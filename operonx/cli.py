@@ -20,6 +20,7 @@ import contextlib
 import json
 import linecache
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -67,8 +68,9 @@ def display_path(file: str) -> str:
 def column_of(file: str, line: int, needle: str | None = None) -> int:
     """1-based column of ``needle`` on that source line, else of its first non-blank character."""
     text = linecache.getline(file, line)
-    if needle and needle in text:
-        return text.index(needle) + 1
+    found = re.search(rf"\b{re.escape(needle)}\b", text) if needle else None
+    if found:
+        return found.start() + 1
     stripped = text.lstrip()
     return len(text) - len(stripped) + 1 if stripped else 1
 
@@ -86,6 +88,8 @@ def _from_graph_error(err: GraphError) -> CompileError:
 
 def _report(err: CompileError) -> NoReturn:
     if err.file is not None:
+        if err.line is not None and err.col is None:
+            err.col = column_of(err.file, err.line)
         err.file = display_path(err.file)
     click.echo(err.render(), err=True)
     sys.exit(err.exit_code)

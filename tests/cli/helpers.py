@@ -20,9 +20,15 @@ FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parents[2]
 
 
+def fixture_path(name: str) -> Path:
+    """``name.py.txt`` stands for ``name.py`` where linters must not read it (syntax errors)."""
+    path = FIXTURES / name
+    return path if path.exists() else FIXTURES / f"{name}.txt"
+
+
 def line_of(fixture: str, marker: str) -> int:
     """The 1-based line of ``fixture`` carrying the comment ``# <- marker``."""
-    lines = (FIXTURES / fixture).read_text().splitlines()
+    lines = fixture_path(fixture).read_text().splitlines()
     hits = [n for n, text in enumerate(lines, 1) if text.rstrip().endswith(f"# <- {marker}")]
     assert len(hits) == 1, f"marker {marker!r} in {fixture}: {hits}"
     return hits[0]
@@ -47,8 +53,8 @@ Invoke = Callable[..., Result]
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A copy of the fixtures as the working directory, so paths in messages are bare names."""
-    for source in FIXTURES.glob("*.py"):
-        shutil.copy(source, tmp_path / source.name)
+    for source in [*FIXTURES.glob("*.py"), *FIXTURES.glob("*.py.txt")]:
+        shutil.copy(source, tmp_path / source.name.removesuffix(".txt"))
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import Invoke, diagnostic, line_of, run_cli, run_process
+from tests.cli.helpers import Invoke, diagnostic, line_of, run_cli, run_process
 
 # Every command that loads a graph file, with the arguments it needs besides the file.
 COMMANDS = {
     "compile": ["-o", "out.py"],
     "explain": [],
-    "graph": ["--format", "dot"],
+    "graph": ["--format", "dot", "-o", "out.py"],
     "run": ["--inputs", "{}"],
 }
 
@@ -63,7 +63,7 @@ def test_no_graph_found(workdir: Path, name: str) -> None:
 @pytest.mark.parametrize("name", COMMANDS)
 def test_several_graphs_without_graph_option_lists_them(workdir: Path, name: str) -> None:
     result = run_cli(*command(name, "two_graphs.py"))
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a usage error: --graph is missing
     assert result.stderr.startswith("two_graphs.py:"), result.stderr
     assert "doubling" in result.stderr and "negating" in result.stderr
 
@@ -71,7 +71,7 @@ def test_several_graphs_without_graph_option_lists_them(workdir: Path, name: str
 @pytest.mark.parametrize("name", COMMANDS)
 def test_unknown_graph_name_suggests_the_closest(workdir: Path, name: str) -> None:
     result = run_cli(*command(name, "two_graphs.py", "--graph", "doublng"))
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.stderr.startswith("two_graphs.py:"), result.stderr
     assert "did you mean 'doubling'" in result.stderr
 
@@ -94,14 +94,15 @@ def test_graph_option_picks_one(workdir: Path) -> None:
 # ---------------------------------------------------------------- real subprocesses
 
 
+@pytest.mark.parametrize("name", ["compile", "graph"])
 @pytest.mark.parametrize(("fixture", "marker"), [
     ("syntax_error.py", "syntax"),
     ("import_error.py", "raise"),
     ("graph_error.py", "typo"),
 ])
 def test_subprocess_reports_located_errors_without_traceback(
-        workdir: Path, fixture: str, marker: str) -> None:
-    result = run_process("compile", fixture, "-o", "out.py")
+        workdir: Path, fixture: str, marker: str, name: str) -> None:
+    result = run_process(*command(name, fixture))
     assert result.exit_code == 1
     assert diagnostic(fixture, line_of(fixture, marker)).search(result.stderr), result.stderr
     assert "Traceback" not in result.stderr
