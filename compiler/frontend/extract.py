@@ -1,0 +1,502 @@
+"""Copy the ops of a graph, and everything they use, out of the user's source files.
+
+For every function the graph runs (ops, in sub-graph and loop bodies too, and
+a callable loop ``until``), the extractor copies the ``def`` from its file with
+the ``@op`` decorator removed, then, transitively, every module-level
+statement those copies read: helpers, classes, constants, and imports (which
+become import lines of the generated module). It works on *statements*, not
+values: the generated module re-executes the user's definitions in their
+original order, so what a constant means cannot drift from what the user wrote.
+
+Names live in one namespace, the generated module's: two different things
+called ``clean`` in two files become ``clean`` and ``clean_2`` (first come,
+first served, in graph order), and references in the copied code are
+rewritten to match. Builtins, keywords and the generated module's own names
+are never taken, so copied code cannot shadow them.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import keyword
+import sys
+import types
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import libcst as cst
+
+from compiler.errors import CompileError
+from compiler.frontend import transform
+from compiler.frontend.load import is_user_file
+from compiler.frontend.modinfo import (
+    BUILTIN_NAMES,
+    ImportedName,
+    ModuleInfo,
+    Statement,
+    module_info,
+    name_use,
+)
+from compiler.frontend.types import return_annotation
+from operonx.core import dsl
+from operonx.ir.model import Graph, OpDef, SourceLoc, UntilExpr
+
+
+@dataclass(frozen=True)
+class CodeBlock:
+    """One top-level statement of the generated module, copied from ``origin``."""
+
+    name: str  # the (generated) name it defines; "" for a statement that binds nothing
+    source: str
+    origin: SourceLoc
+
+
+@dataclass(frozen=True)
+class Extraction:
+    imports: tuple[str, ...]  # import lines, deduped, stdlib first then the rest, sorted
+    blocks: tuple[CodeBlock, ...]  # definitions in an order that executes
+    function_names: Mapping[Callable[..., Any], str]  # op fn / until fn -> generated name
+    # Per function: module-level names as written in its module -> generated name,
+    # for the ones that differ (use with compiler.frontend.types' ``renames=``).
+    renames: Mapping[Callable[..., Any], Mapping[str, str]] = field(default_factory=dict)
+
+
+# Names the code generator defines in every module: copied code must not take them.
+GENERATED_NAMES = frozenset({
+    "run", "run_sync", "stream", "main", "Inputs", "Result", "Frame", "SpanContext",
+    "OperonxError", "GraphError", "InputError", "OpError", "LoopLimitExceeded",
+})
+# Imports the generator and the added annotations use: they keep their plain names.
+_PREASSIGNED: Mapping[tuple[str, ...], str] = {
+    ("from", "typing", "Any"): "Any",
+    ("from", "collections.abc", "Iterator"): "Iterator",
+    ("from", "collections.abc", "AsyncIterator"): "AsyncIterator",
+    ("from", "collections.abc", "Mapping"): "Mapping",
+    ("from", "typing", "TypedDict"): "TypedDict",
+    ("module", "asyncio"): "asyncio",
+    ("module", "json"): "json",
+    ("module", "sys"): "sys",
+    ("module", "time"): "time",
+    ("module", "uvloop"): "uvloop",
+}
+_TYPING_KEYS = {"Any": ("from", "typing", "Any"),
+                "Iterator": ("from", "collections.abc", "Iterator"),
+                "AsyncIterator": ("from", "collections.abc", "AsyncIterator")}
+_OPERONX_ROOTS = ("operonx",)
+
+EntityKey = tuple[str, ...]
+
+
+def extract(graph: Graph, reserved: Iterable[str] = ()) -> Extraction:
+    """Everything the generated module needs to define the functions ``graph`` runs.
+
+    ``reserved`` adds names the code generator will define, on top of
+    :data:`GENERATED_NAMES`.
+    """
+    return _Extractor(frozenset(reserved)).run(graph)
+
+
+@dataclass(frozen=True)
+class _Target:
+    """A function the graph calls, and why (for messages)."""
+
+    fn: Callable[..., Any]
+    op: OpDef | None  # None for a loop's ``until``
+    loop: Graph | None = None
+
+
+def graph_functions(graph: Graph) -> list[_Target]:
+    """Every op function and callable ``until`` of ``graph`` and its bodies, in graph order."""
+    found: list[_Target] = []
+    seen: set[int] = set()
+
+    def visit(scope: Graph) -> None:
+        for node in scope.nodes.values():
+            if node.op is not None and id(node.op.fn) not in seen:
+                seen.add(id(node.op.fn))
+                found.append(_Target(node.op.fn, node.op))
+            if node.body is not None:
+                visit(node.body)
+        until = scope.until
+        if callable(until) and not isinstance(until, UntilExpr) and id(until) not in seen:
+            seen.add(id(until))
+            found.append(_Target(until, None, scope))
+
+    visit(graph)
+    return found
+
+
+class _Extractor:
+    def __init__(self, reserved: frozenset[str]) -> None:
+        self.taken = set(BUILTIN_NAMES) | set(keyword.kwlist) | GENERATED_NAMES | reserved
+        self.names: dict[EntityKey, str] = {}
+        for key, name in _PREASSIGNED.items():
+            self.names[key] = name
+            self.taken.add(name)
+        self.infos: dict[str, ModuleInfo] = {}
+        self.imports: dict[EntityKey, ImportedName | None] = {}
+        self.submodules: set[str] = set()
+        self.copied: dict[tuple[str, int], CodeBlock | None] = {}  # None while being copied
+        self.op_returns: dict[tuple[str, int], str] = {}
+        self.module_edges: dict[str, list[str]] = {}
+        self.function_names: dict[Callable[..., Any], str] = {}
+        self.renames: dict[Callable[..., Any], dict[str, str]] = {}
+
+    # ------------------------------------------------------------------ driver
+
+    def run(self, graph: Graph) -> Extraction:
+        targets = graph_functions(graph)
+        located = [(t, *self._locate(t)) for t in targets]
+        for target, info, statement in located:
+            if target.op is not None and statement is not None:
+                self.op_returns[(info.file, statement.index)] = return_annotation(target.op)
+        for target, info, statement in located:
+            if statement is None:
+                self._copy_until_lambda(target, info)
+            else:
+                self.function_names[target.fn] = self._name(
+                    ("def", info.file, target.fn.__name__), target.fn.__name__)
+                self._copy(info, statement)
+            self.renames[target.fn] = self._module_renames(info)
+        return Extraction(self._import_lines(), self._ordered_blocks(),
+                          dict(self.function_names), self.renames)
+
+    def _locate(self, target: _Target) -> tuple[ModuleInfo, Statement | None]:
+        """The module and top-level ``def`` of a target (None: an ``until`` lambda)."""
+        fn = target.fn
+        loc = _fn_loc(fn)
+        what = _describe(target)
+        if fn.__name__ == "<lambda>" and target.op is not None:
+            raise _refuse(f"{what} is a lambda; the compiler copies op source by name",
+                               loc.file, loc.line, "define it with `def` and decorate it with @op")
+        file = _source_file(fn)
+        if file is None:
+            raise _refuse(f"{what} has no source file (defined in exec() or a REPL?)",
+                               loc.file if loc.line else None, loc.line or None,
+                               "define it in a .py file that graph.py imports")
+        free = getattr(getattr(fn, "__code__", None), "co_freevars", ())
+        if free:
+            raise _refuse(
+                f"{what} is a closure over local variable(s) {', '.join(free)}; the compiled "
+                "module cannot copy their values", loc.file, loc.line,
+                "define it at module level and pass the values as op arguments or constants")
+        info = self._info(file, fn.__module__)
+        if fn.__name__ == "<lambda>":
+            return info, None
+        for statement in info.bindings.get(fn.__name__, ()):
+            if isinstance(statement.node, cst.FunctionDef) and statement.line == loc.line:
+                return info, statement
+        raise _refuse(f"{what} is not defined at module level", loc.file, loc.line,
+                           "move its `def` to the top level of its file")
+
+    def _info(self, file: str, module_name: str) -> ModuleInfo:
+        if file not in self.infos:
+            module = sys.modules.get(module_name)
+            package = getattr(module, "__package__", None)
+            self.infos[file] = module_info(file, module_name, package)
+        return self.infos[file]
+
+    # -------------------------------------------------------------- namespace
+
+    def _name(self, key: EntityKey, desired: str) -> str:
+        """The generated module's name for an entity: ``desired``, or with a ``_N`` suffix."""
+        if key in self.names:
+            return self.names[key]
+        candidate, n = desired, 2
+        while candidate in self.taken:
+            candidate, n = f"{desired}_{n}", n + 1
+        self.taken.add(candidate)
+        self.names[key] = candidate
+        return candidate
+
+    def _module_renames(self, info: ModuleInfo) -> dict[str, str]:
+        renames: dict[str, str] = {}
+        for name, statements in info.bindings.items():
+            key: EntityKey = ("def", info.file, name)
+            if statements and statements[-1].is_import:
+                imp = next(i for i in statements[-1].imports if i.bound == name)
+                key = _import_key(imp)
+            generated = self.names.get(key)
+            if generated is not None and generated != name:
+                renames[name] = generated
+        return renames
+
+    # ---------------------------------------------------------------- copying
+
+    def _copy(self, info: ModuleInfo, statement: Statement) -> None:
+        """Copy one top-level statement and, first, everything it reads."""
+        slot = (info.file, statement.index)
+        if slot in self.copied:
+            return
+        self.copied[slot] = None  # mark first: recursive helpers refer to each other
+        node = transform.strip_decorators(statement.node, lambda d: self._is_op(d, info))
+        binds = {b: self._name(("def", info.file, b), b) for b in statement.binds}
+        source = self._emit(info, node, statement, binds, self.op_returns.get(slot))
+        name = next(iter(binds.values()), "")
+        self.copied[slot] = CodeBlock(name, source, SourceLoc(info.file, statement.line))
+
+    def _emit(self, info: ModuleInfo, node: cst.BaseStatement, statement: Statement,
+              own: Mapping[str, str], top_return: str | None) -> str:
+        """Resolve what ``node`` reads, then render it renamed and fully annotated."""
+        use = name_use(_as_module(node).code)
+        if use.global_writes:
+            names = ", ".join(sorted(use.global_writes))
+            raise _refuse(
+                f"{_statement_what(statement)} assigns the module-level name(s) {names} through "
+                "`global`; the compiled module has its own copy of them, so the write would not "
+                "be seen by graph.py", info.file, statement.line,
+                "return the value as an output (or keep state in a loop) instead")
+        renames = {k: v for k, v in own.items() if k != v}
+        for name in sorted(use.reads - set(own)):
+            generated = self._resolve(info, name, statement)
+            if generated is not None and generated != name:
+                renames[name] = generated
+        clash = sorted(set(renames) & use.locals)
+        if clash:
+            raise _refuse(f"{clash[0]!r} is both a module-level name that must be renamed "
+                               f"(to {renames[clash[0]]!r}) and a local name in "
+                               f"{_statement_what(statement)}", info.file, statement.line,
+                               "rename the local variable")
+        if renames:
+            node = node.visit(transform.RenameGlobals(renames))  # type: ignore[assignment]
+        annotator = transform.Annotator(top_return=top_return)
+        node = node.visit(annotator)  # type: ignore[assignment]
+        for typing_name in sorted(annotator.used):
+            self.imports.setdefault(_TYPING_KEYS[typing_name], None)
+        return _render(node)
+
+    def _resolve(self, info: ModuleInfo, name: str, user: Statement) -> str | None:
+        """Make the module-level ``name`` of ``info`` available; its generated name.
+
+        None for a builtin. Raises for names the compiled module cannot have.
+        """
+        statements = info.bindings.get(name, ())
+        if statements and all(s.is_import for s in statements):
+            imported = next(i for i in statements[-1].imports if i.bound == name)
+            return self._resolve_import(info, imported, user)
+        if statements:
+            for statement in statements:
+                self._copy(info, statement)
+            return self._name(("def", info.file, name), name)
+        if name in BUILTIN_NAMES:
+            return None
+        line = _line_of_name(info, user, name)
+        if info.star_imports:
+            raise _refuse(
+                f"{name!r} is not defined in {_short(info.file)}; it may come from "
+                f"`from {info.star_imports[0]} import *`, which the compiler cannot follow",
+                info.file, line, f"import it by name: from {info.star_imports[0]} import {name}")
+        raise _refuse(f"name {name!r} used by {_statement_what(user)} is not defined at "
+                           f"module level in {_short(info.file)}", info.file, line,
+                           "define or import it at the top level of the file")
+
+    def _resolve_import(self, info: ModuleInfo, imported: ImportedName,
+                        user: Statement) -> str | None:
+        line = _line_of_name(info, user, imported.bound)
+        if imported.root_module in _OPERONX_ROOTS:
+            raise _refuse(
+                f"{_statement_what(user)} uses {imported.bound!r} from {imported.module} at run "
+                "time; the compiled module does not import operonx", info.file, line,
+                "use operonx only to build the graph, not inside op bodies")
+        user_file = _user_module_file(imported.module)
+        if user_file is None:
+            key = _import_key(imported)
+            self.imports.setdefault(key, imported)
+            is_dotted = imported.attr is None and "." in imported.module
+            if is_dotted and imported.bound == imported.root_module:
+                self.submodules.add(imported.module)  # import a.b: binds a, needs a.b loaded
+            return self._name(key, imported.bound)  # the user's alias is kept
+        target = sys.modules[imported.module]
+        value = getattr(target, imported.attr, None) if imported.attr else target
+        if imported.attr is None or isinstance(value, types.ModuleType):
+            raise _refuse(
+                f"{_statement_what(user)} uses the module {imported.bound!r} of your project; "
+                "the compiled module is standalone and cannot import it", info.file, line,
+                f"import the names it needs: from {imported.module} import name")
+        other = self._info(user_file, imported.module)
+        self.module_edges.setdefault(info.file, []).append(other.file)
+        return self._resolve(other, imported.attr, _first_use(other, imported.attr, user))
+
+    def _is_op(self, decorator: cst.Decorator, info: ModuleInfo) -> bool:
+        """Is this decorator ``operonx``'s ``op``, however it was imported?"""
+        path = transform.decorator_path(decorator)
+        module = sys.modules.get(info.module_name)
+        if path is None or module is None:
+            return False
+        value: Any = vars(module)
+        for i, part in enumerate(path.split(".")):
+            value = value.get(part) if i == 0 else getattr(value, part, None)
+        return value is dsl.op
+
+    def _copy_until_lambda(self, target: _Target, info: ModuleInfo) -> None:
+        """Turn ``until=lambda state: ...`` into a named function of the generated module."""
+        fn = target.fn
+        lam = _find_lambda(info, fn, _describe(target))
+        loop_name = target.loop.name if target.loop is not None else "loop"
+        name = self._name(("until", info.file, str(fn.__code__.co_firstlineno)),
+                          f"{loop_name}_until")
+        params = cst.Module([]).code_for_node(lam.params)
+        body = cst.Module([]).code_for_node(lam.body)
+        node = cst.parse_statement(f"def {name}({params}):\n    return {body}\n")
+        line = fn.__code__.co_firstlineno
+        statement = Statement(-line, node, line, (name,))
+        source = self._emit(info, node, statement, {name: name}, None)
+        self.copied[(info.file, -line)] = CodeBlock(name, source, SourceLoc(info.file, line))
+        self.function_names[fn] = name
+
+    # ---------------------------------------------------------------- output
+
+    def _import_lines(self) -> tuple[str, ...]:
+        lines = {_import_line(key, self.names[key]) for key in self.imports}
+        lines |= {f"import {m}" for m in self.submodules}
+        return tuple(sorted(lines, key=_import_sort_key))
+
+    def _ordered_blocks(self) -> tuple[CodeBlock, ...]:
+        """Dependencies' files first; within a file, the user's own statement order."""
+        rank = {file: i for i, file in enumerate(self._file_order())}
+        ordered = sorted(((slot, block) for slot, block in self.copied.items() if block),
+                         key=lambda item: (rank[item[0][0]], item[1].origin.line, item[0][1]))
+        return tuple(block for _, block in ordered if block is not None)
+
+    def _file_order(self) -> list[str]:
+        order: list[str] = []
+        visiting: set[str] = set()
+
+        def visit(file: str) -> None:
+            if file in visiting or file in order:
+                return
+            visiting.add(file)
+            for dep in self.module_edges.get(file, []):
+                visit(dep)
+            order.append(file)
+
+        for file, _ in self.copied:
+            visit(file)
+        return order
+
+
+# ------------------------------------------------------------------- helpers
+
+
+def _refuse(message: str, file: str | None, line: int | None,
+            hint: str | None = None) -> CompileError:
+    """A refusal to compile the user's code, located at its file:line (exit code 1)."""
+    return CompileError(message, file, line, hint=hint)
+
+
+def _as_module(node: cst.BaseStatement) -> cst.Module:
+    assert isinstance(node, (cst.SimpleStatementLine, cst.BaseCompoundStatement))
+    return cst.Module(body=[node])
+
+
+def _fn_loc(fn: Callable[..., Any]) -> SourceLoc:
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return SourceLoc("<unknown>", 0)
+    return SourceLoc(code.co_filename, code.co_firstlineno)
+
+
+def _source_file(fn: Callable[..., Any]) -> str | None:
+    try:
+        file = inspect.getsourcefile(fn)
+    except TypeError:
+        return None
+    return file if file is not None and _readable(file) else None
+
+
+def _readable(file: str) -> bool:
+    try:
+        with open(file, encoding="utf-8"):
+            return True
+    except OSError:
+        return False
+
+
+def _describe(target: _Target) -> str:
+    if target.op is not None:
+        return f"op {target.op.name!r}"
+    loop = target.loop.name if target.loop is not None else "?"
+    return f"the until= of loop {loop!r}"
+
+
+def _statement_what(statement: Statement) -> str:
+    node = statement.node
+    if isinstance(node, cst.FunctionDef):
+        return f"function {node.name.value!r}"
+    if isinstance(node, cst.ClassDef):
+        return f"class {node.name.value!r}"
+    return f"the statement defining {', '.join(statement.binds) or 'nothing'}"
+
+
+def _short(file: str) -> str:
+    return file.rsplit("/", 1)[-1]
+
+
+def _render(node: cst.BaseStatement) -> str:
+    code = _as_module(node).code
+    return code.lstrip("\n")
+
+
+def _line_of_name(info: ModuleInfo, statement: Statement, name: str) -> int:
+    """The line where ``statement`` first mentions ``name`` (its first line if unknown)."""
+    node = statement.node
+    if statement.index < 0:
+        return statement.line
+    code = _as_module(node.with_changes(leading_lines=())).code
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return statement.line
+    lines = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == name]
+    return statement.line + min(lines) - 1 if lines else statement.line
+
+
+def _first_use(info: ModuleInfo, name: str, fallback: Statement) -> Statement:
+    statements = info.bindings.get(name)
+    return statements[0] if statements else fallback
+
+
+def _find_lambda(info: ModuleInfo, fn: Callable[..., Any], what: str) -> cst.Lambda:
+    code = fn.__code__
+    wanted = code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]
+    candidates = [lam for line, lam in info.lambdas if line == code.co_firstlineno
+                  and tuple(p.name.value for p in lam.params.params) == wanted]
+    if len(candidates) != 1:
+        raise _refuse(f"cannot locate the source of {what} (a lambda)", info.file,
+                           code.co_firstlineno,
+                           "use an until string or a named function: until=my_predicate")
+    return candidates[0]
+
+
+def _user_module_file(module: str) -> str | None:
+    """The file of ``module`` when it is part of the user's project (then it is copied from)."""
+    loaded = sys.modules.get(module)
+    file = getattr(loaded, "__file__", None)
+    if file is None or not is_user_file(file) or not file.endswith(".py"):
+        return None
+    return str(file)
+
+
+def _import_key(imported: ImportedName) -> EntityKey:
+    if imported.attr is not None:
+        return ("from", imported.module, imported.attr)
+    if imported.bound == imported.root_module:
+        return ("module", imported.root_module)  # import a / import a.b: binds a
+    return ("module", imported.module)  # import a.b as c
+
+
+def _import_line(key: EntityKey, name: str) -> str:
+    if key[0] == "from":
+        _, module, attr = key
+        return f"from {module} import {attr}" + (f" as {name}" if name != attr else "")
+    module = key[1]
+    return f"import {module}" + (f" as {name}" if name != module else "")
+
+
+def _import_sort_key(line: str) -> tuple[int, str, str]:
+    module = line.split()[1]
+    is_stdlib = module.split(".")[0] in sys.stdlib_module_names
+    return (0 if is_stdlib else 1, module, line)
+
