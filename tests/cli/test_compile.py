@@ -145,3 +145,25 @@ def test_write_atomic_interrupted_leaves_nothing(tmp_path: Path,
     with pytest.raises(KeyboardInterrupt):
         cli_module.write_atomic(str(tmp_path / "out.py"), b"new\n")
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------- extraction refusals
+
+
+@pytest.mark.parametrize(("fixture", "marker"), [("refusal_operonx.py", "refusal"),
+                                                 ("refusal_closure.py", "closure")])
+def test_extraction_refusals_are_located_and_write_nothing(
+        workdir: Path, invoke: Invoke, fixture: str, marker: str) -> None:
+    (workdir / "out.py").write_text(OLD)
+    result = invoke("compile", fixture, "-o", "out.py")
+    assert result.exit_code == 1
+    assert diagnostic(fixture, line_of(fixture, marker)).search(result.stderr), result.stderr
+    assert "hint: " in result.stderr
+    assert "Traceback" not in result.stderr
+    assert (workdir / "out.py").read_text() == OLD
+    assert leftovers(workdir) == []
+
+
+def test_refused_graphs_still_run_through_the_engine(workdir: Path) -> None:
+    result = run_cli("run", "refusal_closure.py", "--inputs", '{"value": 2}')
+    assert (result.exit_code, result.stdout.strip()) == (0, '{"result": 6}'), result.stderr

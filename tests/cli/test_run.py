@@ -179,3 +179,32 @@ def test_stream_shows_progress_when_stderr_is_a_terminal(workdir: Path) -> None:
     assert done.returncode == 0
     assert "frames ·" in seen and seen.endswith("\r\x1b[K")
     assert len(done.stdout.splitlines()) == 7  # the frames stay on stdout, clean
+
+
+# ------------------------------------------------------- internal errors, interrupts
+
+
+class Exploding:
+    def __init__(self, graph: object, exc: BaseException) -> None:
+        self.exc = exc
+
+    def run_sync(self, inputs: object) -> object:
+        raise self.exc
+
+
+@pytest.mark.parametrize(("exc", "code", "text"), [
+    (RuntimeError("scheduler bug"), 70, "error: internal error: RuntimeError: scheduler bug"),
+    (KeyboardInterrupt(), 130, "operonx: interrupted"),
+])
+def test_unexpected_exceptions_exit_cleanly(workdir: Path, monkeypatch: pytest.MonkeyPatch,
+                                            exc: BaseException, code: int, text: str) -> None:
+    import operonx.core
+
+    monkeypatch.setattr(operonx.core, "Engine", lambda graph: Exploding(graph, exc))
+    result = run_cli("run", "good.py", "--inputs", NUMBERS)
+    assert result.exit_code == code
+    assert result.stderr.startswith(text), result.stderr
+    assert "Traceback" not in result.stderr
+    debug = run_cli("--debug", "run", "good.py", "--inputs", NUMBERS)
+    assert debug.exit_code == code
+    assert "Traceback" in debug.stderr
