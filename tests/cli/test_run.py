@@ -208,3 +208,17 @@ def test_unexpected_exceptions_exit_cleanly(workdir: Path, monkeypatch: pytest.M
     debug = run_cli("--debug", "run", "good.py", "--inputs", NUMBERS)
     assert debug.exit_code == code
     assert "Traceback" in debug.stderr
+
+
+def test_a_closed_stdout_pipe_stops_quietly(workdir: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    inputs = json.dumps({"numbers": list(range(20_000))})
+    with subprocess.Popen([sys.executable, "-m", "operonx", "run", "good.py", "--inputs",
+                           inputs, "--stream"], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, env=env) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert json.loads(proc.stdout.readline())["op_name"] in ("each_item", "double")
+        proc.stdout.close()  # like `| head -1`
+        stderr = proc.stderr.read().decode()
+        assert proc.wait(timeout=60) == 1
+    assert stderr == ""
