@@ -37,7 +37,7 @@ from operonx import __version__
 if TYPE_CHECKING:
     from compiler.errors import CompileError
     from operonx.core import Frame, GraphOp
-    from operonx.core.errors import GraphError, OperonxError
+    from operonx.core.errors import OperonxError
     from operonx.ir.model import Graph, Node, SourceLoc
 
 EXIT_INTERNAL = 70
@@ -80,13 +80,8 @@ def _at(loc: SourceLoc, message: str, needle: str | None = None,
     return _error(message, loc.file, loc.line, column_of(loc.file, loc.line, needle), hint)
 
 
-def _from_graph_error(err: GraphError) -> CompileError:
-    if err.file is None or err.line is None:
-        return _error(err.message, hint=err.hint)
-    return _error(err.message, err.file, err.line, column_of(err.file, err.line), err.hint)
-
-
 def _report(err: CompileError) -> NoReturn:
+    """Print ``path:LINE:COL: error: message`` (the column found when only a line is known)."""
     if err.file is not None:
         if err.line is not None and err.col is None:
             err.col = column_of(err.file, err.line)
@@ -124,7 +119,7 @@ class OperonxGroup(click.Group):
             if isinstance(err, CompileError):
                 _report(err)
             if isinstance(err, GraphError):
-                _report(_from_graph_error(err))
+                _report(_error(err.message, err.file, err.line, hint=err.hint))
             _report(_error(str(err)))
         except Exception as err:
             if debug:
