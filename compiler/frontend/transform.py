@@ -131,7 +131,9 @@ class Annotator(cst.CSTTransformer):
             if param.annotation is not None:
                 return param
             self.used.add(ANY)
-            return param.with_changes(annotation=cst.Annotation(cst.Name(ANY)))
+            annotated = param.with_changes(annotation=cst.Annotation(cst.Name(ANY)))
+            # PEP 8: an annotated default is spelled ``x: Any = 1``, not ``x=1``.
+            return annotated.with_changes(equal=cst.AssignEqual()) if param.default else annotated
 
         positional = list(params.posonly_params) + list(params.params)
         first = positional[0] if skip_first and positional else None
