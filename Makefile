@@ -34,7 +34,7 @@ test: $(VENV)/.installed-dev
 # Benchmarks against hand-written asyncio and operonx 1.35 from PyPI (see bench/README.md).
 bench: $(VENV)/.installed-dev
 	$(PY) -m pip install -q -e '.[bench]'
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 # Regenerate golden files after an intended change; review the diff.
 golden: $(VENV)/.installed-dev
