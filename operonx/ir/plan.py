@@ -70,6 +70,9 @@ def plan_scope(graph: Graph) -> ScopePlan:
         if node.context not in regions:
             regions[node.context] = Region(graph, node.context[-1], node.context)
         regions[node.context].nodes.append(name)
+        if node.is_generator and node.out_context not in regions:
+            # Every generator has a region, even an empty one (its stream is only collected).
+            regions[node.out_context] = Region(graph, name, node.out_context)
     for ctx, region in regions.items():
         if ctx:
             regions[ctx[:-1]].children[ctx[-1]] = region
