@@ -1,0 +1,106 @@
+"""The compiler's public API: what ``operonx compile`` and ``operonx explain`` call."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from typing import Any
+
+from compiler.errors import CompileError
+from compiler.passes.base import PassReport
+
+__all__ = ["CompileError", "CompileResult", "PassReport", "compile_file", "compile_graph",
+           "explain", "is_stale"]
+
+
+@dataclass(frozen=True)
+class CompileResult:
+    source: str
+    graph_name: str
+    source_path: str
+    passes: tuple[PassReport, ...]
+
+
+def _graph_ir(graph: Any) -> Any:
+    from operonx.ir.model import Graph
+
+    if isinstance(graph, Graph):
+        return graph
+    return graph.ir
+
+
+def _lower(graph: Any, source_path: str, opt_level: int) -> tuple[Any, Any, Any]:
+    from compiler.codegen.render import RUNTIME_NAMES
+    from compiler.frontend.extract import extract
+    from compiler.ir.lower import lower_module
+    from compiler.ir.verify import verify
+
+    if opt_level not in (0, 1, 2):
+        raise CompileError(f"unknown optimisation level -O{opt_level} (use -O0, -O1 or -O2)",
+                           exit_code=2)
+    ir = _graph_ir(graph)
+    extraction = extract(ir, reserved=RUNTIME_NAMES)
+    module = lower_module(ir, source_path=source_path, names=extraction.function_names)
+    module = replace(module, opt_level=opt_level)
+    verify(module)
+    return ir, extraction, module
+
+
+def compile_graph(graph: Any, *, source_path: str, graph_name: str,
+                  opt_level: int = 2) -> CompileResult:
+    """Compile a closed top-level ``GraphOp`` into the source of one standalone module."""
+    from compiler.codegen.generate import generate
+    from compiler.ir.verify import verify
+    from compiler.passes import pipeline
+
+    ir, extraction, module = _lower(graph, source_path, opt_level)
+    reports: list[PassReport] = []
+    for _name, run_pass in pipeline(opt_level):
+        module, report = run_pass(module)
+        verify(module)
+        reports.append(report)
+    source = generate(module, ir, extraction, reports)
+    return CompileResult(source=source, graph_name=graph_name, source_path=source_path,
+                         passes=tuple(reports))
+
+
+def _load(path: str, graph_name: str | None) -> tuple[str, Any]:
+    from compiler.frontend.load import find_graphs, load_module, select_graph
+
+    module = load_module(path)
+    return select_graph(find_graphs(module), graph_name, path)
+
+
+def compile_file(path: str, graph_name: str | None = None, opt_level: int = 2) -> CompileResult:
+    """Load ``path``, pick its graph (``graph_name`` when there are several), compile it."""
+    name, graph = _load(path, graph_name)
+    return compile_graph(graph, source_path=path, graph_name=name, opt_level=opt_level)
+
+
+def explain(path: str, graph_name: str | None = None) -> str:
+    """The lowered IR before and after each -O2 pass, with what each pass changed."""
+    from compiler.ir.printer import print_module
+    from compiler.ir.verify import verify
+    from compiler.passes import pipeline
+
+    name, graph = _load(path, graph_name)
+    _ir, _extraction, module = _lower(graph, path, 2)
+    out = [f"# operonx explain {os.path.basename(path)} (graph {name!r})", "",
+           "## lowered", print_module(module)]
+    for pass_name, run_pass in pipeline(2):
+        module, report = run_pass(module)
+        verify(module)
+        out.append(f"## after {pass_name}")
+        out += [f"- {line}" for line in report.changed] or ["- (no change)"]
+        out.append("")
+        out.append(print_module(module))
+    return "\n".join(out)
+
+
+def is_stale(out_path: str, result: CompileResult) -> bool:
+    """For ``--check``: ``out_path`` is missing or differs byte-for-byte from ``result``."""
+    try:
+        with open(out_path, "rb") as f:
+            return f.read() != result.source.encode()
+    except OSError:
+        return True
