@@ -27,6 +27,7 @@ from operonx.ir.model import (
     Node,
     NodeKind,
     OpDef,
+    OpKind,
     OutputRef,
     Source,
     SourceLoc,
@@ -109,9 +110,8 @@ class Ref:
         if not isinstance(target, ParentRef):
             raise GraphError(f"{self!r} >> {target!r}: an output can only be written back to "
                              "PARENT['key']; order nodes with node >> node")
-        block = self.handle.block
-        block._require_open(f"{self!r} >> {target!r}")
-        block._draft.writebacks.append((self.to_source(), target.key, user_loc()))
+        draft = self.handle.block._require_open(f"{self!r} >> {target!r}")
+        draft.writebacks.append((self.to_source(), target.key, user_loc()))
         return target
 
     def to_source(self) -> OutputRef:
@@ -130,9 +130,6 @@ def ordered(ref: Ref) -> Ref:
 
 
 # --------------------------------------------------------------------- ordering: >>
-
-Wirable = "_Handle | _Terminal | list[_Handle]"
-
 
 def _wire(left: Any, right: Any) -> None:
     lefts = left if isinstance(left, (list, tuple)) else [left]
@@ -161,10 +158,10 @@ def _wire_one(a: Any, b: Any, loc: SourceLoc) -> None:
             raise GraphError(f"{a!r} >> {b!r} connects nodes of different graphs "
                              f"({handles[0].block.name!r} and {h.block.name!r})",
                              loc.file, loc.line)
-    block._require_open(f"{a!r} >> {b!r}")
+    draft = block._require_open(f"{a!r} >> {b!r}")
     edge = (a.name if isinstance(a, _Handle) else "START", b.name if isinstance(b, _Handle)
             else "END")
-    block._draft.edges.setdefault(edge, loc)
+    draft.edges.setdefault(edge, loc)
 
 
 class _Handle:
@@ -272,7 +269,7 @@ class Op:
         kind = introspect.op_kind(fn)
         if bound not in (None, "cpu"):
             raise GraphError(f"@op(bound={bound!r}): the only bound is 'cpu'", loc.file, loc.line)
-        if bound == "cpu" and kind is not introspect.OpKind.SYNC:
+        if bound == "cpu" and kind is not OpKind.SYNC:
             raise GraphError(f"@op(bound='cpu') runs a plain def in a thread pool; "
                              f"{fn.__name__!r} is {kind.value}", loc.file, loc.line)
         if max_concurrent is not None and (not isinstance(max_concurrent, int)
@@ -413,7 +410,7 @@ class GraphOp(_Handle):
 
     def _top_level_input(self, key: str, value: Any) -> Source:
         source = _to_source(value, key, f"graph {self.name!r} inputs", self.loc)
-        if isinstance(source, InputRef) or isinstance(source, Const):
+        if isinstance(source, (InputRef, Const)):
             return source
         raise GraphError(f"graph {self.name!r}: input {key!r} refers to a node, but a top-level "
                          "graph has no enclosing graph", self.loc.file, self.loc.line,
@@ -437,11 +434,12 @@ class GraphOp(_Handle):
                              "`with` block", self.loc.file, self.loc.line)
         return self._draft
 
-    def _require_open(self, what: str) -> None:
+    def _require_open(self, what: str) -> ScopeDraft:
         if self._draft is None:
             loc = user_loc()
             raise GraphError(f"{what}: graph {self.name!r} is closed; wire nodes inside its "
                              "`with` block", loc.file, loc.line)
+        return self._draft
 
     def _unique_name(self, base: str, explicit: bool) -> str:
         nodes = self._draft_or_raise().nodes

@@ -160,7 +160,8 @@ class NodeProgram:
     child: RegionProgram | None
 
     def __init__(self, graph: Graph, node: Node, program: Program, qual: str,
-                 buffers: Mapping[tuple[str, str, str], int], transparent: bool = False) -> None:
+                 buffers: Mapping[tuple[str, str, str], int],
+                 transparent: bool = False) -> None:
         self.node = node
         self.name = node.name
         self.qualname = qual + node.name
@@ -228,7 +229,7 @@ class NodeProgram:
         return _Skip()
 
     def check(self, out: Any) -> dict[str, Any]:
-        """The op's return value as an outputs dict, or the TypeError/KeyError explaining why not."""
+        """The return value as an outputs dict; raise TypeError/KeyError saying why it is not."""
         if out is None:
             out = {}
         elif type(out) is not dict and not isinstance(out, dict):

@@ -1,4 +1,4 @@
-"""Turn a finished ``with GraphOp(...)`` block (a :class:`ScopeDraft`) into a validated :class:`Graph`.
+"""Turn a finished ``with GraphOp(...)`` block (a :class:`ScopeDraft`) into a :class:`Graph`.
 
 Every check here raises :class:`GraphError` pointing at the ``file:line`` of the
 node at fault, with a did-you-mean where a near miss is likely.
@@ -244,7 +244,7 @@ def _check_reads(draft: ScopeDraft, writebacks: Mapping[str, ResultSpec]) -> Non
     if draft.kind == "loop":
         for target in writebacks:
             if target not in known:
-                loc = next(l for r, t, l in draft.writebacks if t == target)
+                loc = next(at for _ref, t, at in draft.writebacks if t == target)
                 raise _err(f"write-back to PARENT[{target!r}], which is not a state variable of "
                            f"loop {draft.name!r}", loc, did_you_mean(target, known))
 

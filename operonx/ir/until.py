@@ -121,7 +121,7 @@ def evaluator(expr: UntilExpr) -> Evaluator:
     return _compile(expr.tree)
 
 
-def _compile(node: ast.AST) -> Evaluator:  # noqa: PLR0911 - one case per grammar rule
+def _compile(node: ast.AST) -> Evaluator:
     match node:
         case ast.Name(id=name):
             return lambda state: state[name]
@@ -141,7 +141,8 @@ def _compile(node: ast.AST) -> Evaluator:  # noqa: PLR0911 - one case per gramma
             return lambda state: _any_of(parts, state)
         case ast.Compare(left=left, ops=ops, comparators=comparators):
             first = _compile(left)
-            chain = [(_COMPARE[type(op)], _compile(c)) for op, c in zip(ops, comparators, strict=True)]
+            chain = [(_COMPARE[type(op)], _compile(c))
+                     for op, c in zip(ops, comparators, strict=True)]
             return lambda state: _compare_chain(first(state), chain, state)
         case ast.Subscript(value=value, slice=index):
             container, key = _compile(value), _compile(index)

@@ -64,11 +64,10 @@ def test_dynamic_outputs_need_declaring() -> None:
     def dynamic(x: int) -> dict[str, int]:
         return dict(zip(["k"], [x], strict=True))
 
-    with pytest.raises(GraphError, match=r"(?s)dynamically.*outputs=\["):
-        with GraphOp(name="g"):
-            d = dynamic(x=1)
-            s = double(value=d["k"])
-            START >> d >> s >> END
+    with pytest.raises(GraphError, match=r"(?s)dynamically.*outputs=\["), GraphOp(name="g"):
+        d = dynamic(x=1)
+        s = double(value=d["k"])
+        START >> d >> s >> END
 
     declared = op(outputs=["k"])(dynamic.fn)
     with GraphOp(name="g2") as g2:
@@ -90,19 +89,16 @@ def test_node_names_default_to_function_name_and_deduplicate() -> None:
 
 
 def test_explicit_duplicate_name_and_non_identifier_are_errors() -> None:
-    with pytest.raises(GraphError, match="already has a node named 'x'"):
-        with GraphOp(name="g"):
-            double(value=1, name="x")
-            double(value=2, name="x")
-    with pytest.raises(GraphError, match="not a valid identifier"):
-        with GraphOp(name="g"):
-            double(value=1, name="not-ok")
+    with pytest.raises(GraphError, match="already has a node named 'x'"), GraphOp(name="g"):
+        double(value=1, name="x")
+        double(value=2, name="x")
+    with pytest.raises(GraphError, match="not a valid identifier"), GraphOp(name="g"):
+        double(value=1, name="not-ok")
 
 
 def test_positional_argument_is_a_build_error() -> None:
-    with pytest.raises(GraphError, match="positional") as info:
-        with GraphOp(name="g"):
-            double(3)
+    with pytest.raises(GraphError, match="positional") as info, GraphOp(name="g"):
+        double(3)
     assert info.value.file == __file__
 
 
@@ -111,34 +107,29 @@ def test_reference_hidden_in_a_container_is_a_build_error() -> None:
     def takes(xs: list[int]) -> dict[str, int]:
         return {"n": len(xs)}
 
-    with pytest.raises(GraphError, match="hides the reference"):
-        with GraphOp(name="g"):
-            gen = each_item(items=[1])
-            takes(xs=[gen["value"], 1])
-    with pytest.raises(GraphError, match="hides the reference"):
-        with GraphOp(name="g"):
-            takes(xs={"k": PARENT["x"]})
+    with pytest.raises(GraphError, match="hides the reference"), GraphOp(name="g"):
+        gen = each_item(items=[1])
+        takes(xs=[gen["value"], 1])
+    with pytest.raises(GraphError, match="hides the reference"), GraphOp(name="g"):
+        takes(xs={"k": PARENT["x"]})
 
 
 def test_unknown_parameter_gets_did_you_mean() -> None:
-    with pytest.raises(GraphError) as info:
-        with GraphOp(name="g"):
-            double(valeu=1)
+    with pytest.raises(GraphError) as info, GraphOp(name="g"):
+        double(valeu=1)
     assert "did you mean 'value'" in str(info.value)
 
 
 def test_missing_argument_is_a_build_error() -> None:
-    with pytest.raises(GraphError, match="missing argument"):
-        with GraphOp(name="g"):
-            add(a=1)
+    with pytest.raises(GraphError, match="missing argument"), GraphOp(name="g"):
+        add(a=1)
 
 
 def test_misspelled_output_key_gets_did_you_mean_with_file_and_line() -> None:
-    with pytest.raises(GraphError) as info:
-        with GraphOp(name="g"):
-            gen = each_item(items=PARENT["numbers"])
-            step = double(value=gen["valeu"]); line = _line()  # noqa: E702
-            START >> gen >> step >> END
+    with pytest.raises(GraphError) as info, GraphOp(name="g"):
+        gen = each_item(items=PARENT["numbers"])
+        step = double(value=gen["valeu"]); line = _line()  # noqa: E702
+        START >> gen >> step >> END
     err = info.value
     assert err.file == __file__ and err.line == line
     assert "did you mean 'value'" in str(err)
@@ -151,12 +142,11 @@ def _line() -> int:
 
 
 def test_read_without_ordering_edge_is_a_build_error() -> None:
-    with pytest.raises(GraphError) as info:
-        with GraphOp(name="g"):
-            gen = each_item(items=PARENT["numbers"])
-            step = double(value=gen["value"])
-            START >> gen
-            step >> END
+    with pytest.raises(GraphError) as info, GraphOp(name="g"):
+        gen = each_item(items=PARENT["numbers"])
+        step = double(value=gen["value"])
+        START >> gen
+        step >> END
     assert "nothing orders 'each_item' before 'double'" in str(info.value)
     assert "each_item >> double" in str(info.value)
 
@@ -207,11 +197,10 @@ def test_ops_wired_to_end_make_up_the_result() -> None:
 
 
 def test_result_key_from_two_end_ops_is_a_build_error() -> None:
-    with pytest.raises(GraphError, match="produced by both"):
-        with GraphOp(name="g"):
-            a = double(value=1)
-            b = double(value=2)
-            START >> [a, b] >> END
+    with pytest.raises(GraphError, match="produced by both"), GraphOp(name="g"):
+        a = double(value=1)
+        b = double(value=2)
+        START >> [a, b] >> END
 
 
 def test_non_dict_return_is_an_op_error_naming_the_op() -> None:
@@ -222,7 +211,7 @@ def test_non_dict_return_is_an_op_error_naming_the_op() -> None:
     with GraphOp(name="g") as g:
         b = bad(v=1)
         START >> b >> END
-    with pytest.raises(OpError, match="'bad' .*returned int, not a dict") as info:
+    with pytest.raises(OpError, match=r"'bad' .*returned int, not a dict") as info:
         Engine(g).run_sync()
     assert info.value.op_name == "bad"
 
@@ -243,33 +232,29 @@ def test_returning_none_means_no_outputs() -> None:
 
 
 def test_unwired_node_is_a_build_error() -> None:
-    with pytest.raises(GraphError, match="not wired"):
-        with GraphOp(name="g"):
-            double(value=1)
+    with pytest.raises(GraphError, match="not wired"), GraphOp(name="g"):
+        double(value=1)
 
 
 def test_passing_a_node_instead_of_an_output_is_a_build_error() -> None:
-    with pytest.raises(GraphError, match="is the node 'each_item' itself"):
-        with GraphOp(name="g"):
-            gen = each_item(items=[1])
-            double(value=gen)
+    with pytest.raises(GraphError, match="is the node 'each_item' itself"), GraphOp(name="g"):
+        gen = each_item(items=[1])
+        double(value=gen)
 
 
 def test_collect_of_a_non_stream_is_a_build_error() -> None:
-    with pytest.raises(GraphError, match="not a stream"):
-        with GraphOp(name="g"):
-            a = double(value=1)
-            b = double(value=a["result"].collect())
-            START >> a >> b >> END
+    with pytest.raises(GraphError, match="not a stream"), GraphOp(name="g"):
+        a = double(value=1)
+        b = double(value=a["result"].collect())
+        START >> a >> b >> END
 
 
 def test_two_independent_streams_cannot_be_paired() -> None:
-    with pytest.raises(GraphError, match="two independent streams"):
-        with GraphOp(name="g"):
-            g1 = each_item(items=[1])
-            g2 = each_item(items=[2])
-            s = add(a=g1["value"], b=g2["value"])
-            START >> [g1, g2] >> s >> END
+    with pytest.raises(GraphError, match="two independent streams"), GraphOp(name="g"):
+        g1 = each_item(items=[1])
+        g2 = each_item(items=[2])
+        s = add(a=g1["value"], b=g2["value"])
+        START >> [g1, g2] >> s >> END
 
 
 def test_user_exception_in_with_block_propagates_untouched() -> None:

@@ -55,7 +55,7 @@ def test_op_raising_mid_stream_raises_op_error_with_name_index_and_cause() -> No
     err = info.value
     assert err.op_name == "fragile" and err.index == (2,)
     assert isinstance(err.__cause__, ValueError) and str(err.__cause__) == "bad value 3"
-    assert "op 'fragile' at index (2,) raised ValueError: bad value 3" == str(err)
+    assert str(err) == "op 'fragile' at index (2,) raised ValueError: bad value 3"
 
 
 async def test_failure_closes_generators_and_cancels_everything_in_flight() -> None:
@@ -180,10 +180,9 @@ def test_errors_inside_subgraphs_name_the_qualified_op() -> None:
 
 
 def test_graph_errors_name_file_and_line() -> None:
-    with pytest.raises(GraphError) as info:
-        with GraphOp(name="g"):
-            gen = each_item(items=PARENT["numbers"])
-            gen >> gen
+    with pytest.raises(GraphError) as info, GraphOp(name="g"):
+        gen = each_item(items=PARENT["numbers"])
+        gen >> gen
     assert info.value.file == __file__
     assert str(info.value).startswith(f"{__file__}:{info.value.line}: ")
 

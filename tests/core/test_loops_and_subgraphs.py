@@ -111,7 +111,7 @@ def test_until_true_on_the_last_allowed_iteration_is_not_an_error() -> None:
 
 
 def test_unknown_state_variable_is_a_build_error() -> None:
-    with pytest.raises(GraphError, match="(?s)not a state variable.*did you mean 'count'"):
+    with pytest.raises(GraphError, match=r"(?s)not a state variable.*did you mean 'count'"):
         with GraphOp.loop(until="count > 1", count=0):
             inc = increment(counter=PARENT["cout"])
             START >> inc >> END

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import os
 import pathlib
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
