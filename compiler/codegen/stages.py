@@ -311,6 +311,7 @@ class ScopeWriter:
                 for st in waits:
                     self.forced.add(st.name)
                     fn = self.ns.fresh(f"{st.name}_task")
+                    w("")
                     with w.block(f"async def {fn}() -> dict[str, Any]:"):
                         self.stage(w, st, ctx)
                         if self.mode == "fast" and st.kind == "gen":
@@ -452,11 +453,13 @@ class ScopeWriter:
             sig = f"{counter}: int, {var}: dict[str, Any]"
             if traced:
                 sig += f", {span}: str"
+            w("")
             with w.block(f"async def {frame_fn}({sig}) -> None:"):
                 with w.block("try:"):
                     self.region(w, region, child)
                 with w.block("finally:"):
                     w(f"{window}.release()")
+            w("")
             w(f"{window} = asyncio.Semaphore({region.window})")
         sem = self.names.semaphore(st) if is_async else None
         if sem is not None:

@@ -45,12 +45,14 @@ def wrap(line: str, limit: int = LIMIT) -> list[str]:
         return [line]
     indent = line[: len(line) - len(line.lstrip())]
     marks = _scan(line)
-    opening = next(((p, c) for p, c, d in marks if c in "([{" and d == 0), None)
-    if opening is None:
-        return [line]
-    start = opening[0]
-    close = next((p for p, c, d in marks if p > start and c in ")]}" and d == 0), None)
-    if close is None or close - start < 3:
+    start = close = -1
+    for p, c, d in marks:  # the first depth-0 bracket pair with something inside
+        if c in "([{" and d == 0:
+            end = next((q for q, c2, d2 in marks if q > p and c2 in ")]}" and d2 == 0), None)
+            if end is not None and end - p >= 3:
+                start, close = p, end
+                break
+    if start < 0:
         return [line]
     commas = [p for p, c, d in marks if start < p < close and c == "," and d == 1]
     parts: list[str] = []
