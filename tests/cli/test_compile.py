@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from operonx import cli as cli_module
+from operonx.core.errors import GraphError, OperonxError
 from tests.cli.helpers import Invoke, diagnostic, line_of, run_cli
 
 OLD = "# an existing out.py that a failed compile must not touch\n"
@@ -167,3 +168,25 @@ def test_extraction_refusals_are_located_and_write_nothing(
 def test_refused_graphs_still_run_through_the_engine(workdir: Path) -> None:
     result = run_cli("run", "refusal_closure.py", "--inputs", '{"value": 2}')
     assert (result.exit_code, result.stdout.strip()) == (0, '{"result": 6}'), result.stderr
+
+
+# ------------------------------------------- errors raised past the loader, by any pass
+
+
+@pytest.mark.parametrize(("exc", "expected"), [
+    (GraphError("a cycle through 'gen'", "good.py", 18, "break it with .collect()"),
+     "good.py:18:5: error: a cycle through 'gen'\n  hint: break it with .collect()\n"),
+    (OperonxError("something odd"), "error: something odd\n"),
+])
+def test_errors_raised_by_a_pass_are_diagnostics(workdir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 exc: Exception, expected: str) -> None:
+    import compiler
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise exc
+
+    monkeypatch.setattr(compiler, "compile_file", fail)
+    (workdir / "out.py").write_text(OLD)
+    result = run_cli("compile", "good.py", "-o", "out.py")
+    assert (result.exit_code, result.stderr) == (1, expected)
+    assert (workdir / "out.py").read_text() == OLD
