@@ -456,7 +456,10 @@ class ScopeWriter:
             w("")
             with w.block(f"async def {frame_fn}({sig}) -> None:"):
                 with w.block("try:"):
+                    before = len(w.lines)
                     self.region(w, region, child)
+                    if len(w.lines) == before:
+                        w("pass  # nothing runs per frame")
                 with w.block("finally:"):
                     w(f"{window}.release()")
             w("")
@@ -587,8 +590,8 @@ class ScopeWriter:
         sync_body = _is_sync_fn(st.body, self.mode)
         until = to_python(loop.until, lambda name: f"{state}[{name!r}]")
         limit = loop.max_iterations
-        message = (f"f\"loop {{{st.qualname!r}}} reached max_iterations={limit} without until "
-                   f"becoming true\"")
+        message = repr(f"loop {st.qualname!r} reached max_iterations={limit} without until "
+                       "becoming true")
         if init != "state":
             w(f"{state}: dict[str, Any] = {init}")
         w(f"{n} = 0")
