@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from operonx.core.errors import OperonxError
+from operonx.errors import OperonxError
 
 
 class CompileError(OperonxError):

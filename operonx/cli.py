@@ -37,7 +37,7 @@ from operonx import __version__
 if TYPE_CHECKING:
     from compiler.errors import CompileError
     from operonx.core import Frame, GraphOp
-    from operonx.core.errors import OperonxError
+    from operonx.errors import OperonxError
     from operonx.ir.model import Graph, Node, SourceLoc
 
 EXIT_INTERNAL = 70
@@ -94,7 +94,7 @@ class OperonxGroup(click.Group):
     """Turns every operonx error raised by a command into one diagnostic and an exit code."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        from operonx.core.errors import GraphError, OperonxError
+        from operonx.errors import GraphError, OperonxError
 
         debug = bool(ctx.params.get("debug"))
         try:
@@ -188,7 +188,7 @@ def write_atomic(path: str, data: bytes) -> None:
 def _emit(data: str | bytes, output: str | None) -> None:
     payload = data.encode() if isinstance(data, str) else data
     if output is None or output == "-":
-        stream = click.get_binary_stream("stdout")
+        stream = sys.stdout.buffer
         stream.write(payload)
         stream.flush()
     else:
@@ -309,7 +309,7 @@ def _user_frame(err: BaseException | None) -> str | None:
 
 
 def _run_error(err: OperonxError, graph: Graph) -> CompileError:
-    from operonx.core.errors import InputError, LoopLimitExceeded, OpError
+    from operonx.errors import InputError, LoopLimitExceeded, OpError
 
     if isinstance(err, OpError):
         node = find_node(graph, err.op_name)
@@ -335,7 +335,7 @@ def _run_stream(graph_op: GraphOp, inputs: dict[str, Any], label: str) -> None:
     from operonx.core import Engine
 
     progress = Progress(sys.stderr, label)
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
 
     async def consume() -> None:
         async for frame in Engine(graph_op).stream(inputs=inputs):
@@ -458,7 +458,7 @@ def render_image(dot_text: str, fmt: str) -> bytes:
 def run(source: str, graph_name: str | None, inputs_arg: str | None, stream: bool) -> None:
     """Run GRAPH_PY through the Engine; print the result as JSON."""
     from operonx.core import Engine
-    from operonx.core.errors import GraphError, OperonxError
+    from operonx.errors import GraphError, OperonxError
 
     inputs = read_inputs(inputs_arg)
     name, graph_op = _load(source, graph_name)

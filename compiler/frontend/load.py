@@ -23,7 +23,7 @@ from contextlib import contextmanager, suppress
 import operonx
 from compiler.errors import CompileError
 from operonx.core.dsl import GraphOp
-from operonx.core.errors import GraphError
+from operonx.errors import GraphError
 
 _OPERONX_DIR = os.path.dirname(os.path.abspath(operonx.__file__))
 _COMPILER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -1,15 +1,36 @@
 """The operonx DSL and its reference interpreter.
 
 >>> from operonx.core import GraphOp, op, START, END, PARENT, Engine
+
+``Engine`` (and ``Operon``, ``Tracer``) load on first use: a graph file that only
+builds graphs does not pay for the interpreter and uvloop, and the engine can
+import ``operonx.errors`` without an import cycle.
 """
 
-from operonx.core.dsl import END, PARENT, START, GraphOp, Op, Ref, op, ordered
-from operonx.core.errors import GraphError, InputError, LoopLimitExceeded, OperonxError, OpError
-from operonx.core.frame import Frame, SpanContext
-from operonx.engine.engine import Engine
-from operonx.tracing.base import Tracer
+from typing import TYPE_CHECKING, Any
 
-Operon = Engine
+from operonx.core.dsl import END, PARENT, START, GraphOp, Op, Ref, op, ordered
+from operonx.core.frame import Frame, SpanContext
+from operonx.errors import GraphError, InputError, LoopLimitExceeded, OperonxError, OpError
+
+if TYPE_CHECKING:
+    from operonx.engine.engine import Engine
+    from operonx.tracing.base import Tracer
+
+    Operon = Engine
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Engine", "Operon"):
+        from operonx.engine.engine import Engine
+
+        return Engine
+    if name == "Tracer":
+        from operonx.tracing.base import Tracer
+
+        return Tracer
+    raise AttributeError(f"module 'operonx.core' has no attribute {name!r}")
+
 
 __all__ = [
     "END", "PARENT", "START", "Engine", "Frame", "GraphError", "GraphOp", "InputError",

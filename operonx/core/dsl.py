@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, overload
 
-from operonx.core.errors import GraphError
+from operonx.errors import GraphError
 from operonx.ir import introspect
 from operonx.ir.build import ScopeDraft, did_you_mean, finalize
 from operonx.ir.model import (

@@ -10,10 +10,10 @@ from typing import Any
 
 import uvloop
 
-from operonx.core.errors import GraphError, InputError, OperonxError
 from operonx.core.frame import Frame, SpanContext, new_span_id, new_trace_id
 from operonx.engine.program import Program, ScopeProgram
 from operonx.engine.runtime import FRAME_BACKLOG_HIGH, OnError, Run
+from operonx.errors import GraphError, InputError, OperonxError
 from operonx.ir.model import Const, Graph, InputRef, Node, NodeKind, ResultSpec
 from operonx.tracing.base import RunInfo, Tracer
 

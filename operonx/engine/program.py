@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from operonx.core.errors import LoopLimitExceeded, OpError
 from operonx.engine.runtime import Inst, Run, ScopeRun, op_error
+from operonx.errors import LoopLimitExceeded, OpError
 from operonx.ir.model import (
     Const,
     Graph,
@@ -33,6 +33,10 @@ from operonx.ir.until import evaluator
 
 Getter = Callable[[Inst], Any]
 _by_index = operator.itemgetter(0)
+
+
+def _not_an_op(**_kwargs: Any) -> Any:
+    raise AssertionError("sub-graphs and loops are not called as functions")
 
 
 class _Skip(Exception):
@@ -129,8 +133,10 @@ class RegionProgram:
         for node in self.flat:
             if inst.failed is not None and node.depends_on_failed(inst):
                 inst.mark_failed(node.name)
-                continue
-            node.call_sync(run, inst)
+            elif node.plain_sync:
+                node.call_plain(run, inst)
+            else:
+                node.call_sync(run, inst)
 
     async def run_async(self, run: Run, inst: Inst) -> None:
         unbuffered = run.backlog is None
@@ -139,7 +145,9 @@ class RegionProgram:
             for node in level:
                 if inst.failed is not None and node.depends_on_failed(inst):
                     inst.mark_failed(node.name)
-                elif node.plain_sync or (unbuffered and node.inline):
+                elif node.plain_sync:
+                    node.call_plain(run, inst)
+                elif unbuffered and node.inline:
                     node.call_sync(run, inst)
                 else:
                     pending.append(node)
@@ -174,7 +182,10 @@ class NodeProgram:
                         if not isinstance(s, Const)]
         self.needed, self.collectors, self.plain_results, self.streamed_results = \
             _publication(graph, node, buffers)
+        self.needed_set = frozenset(self.needed)
+        self.feeds_more = bool(self.collectors or self.plain_results or self.streamed_results)
         op = node.op
+        self.fn: Callable[..., Any] = op.fn if op is not None else _not_an_op
         self.plain_sync = op is not None and op.kind is OpKind.SYNC and op.bound is None
         self.semaphore: int | None = None
         if op is not None and (op.kind in (OpKind.ASYNC, OpKind.ASYNCGEN) or op.bound == "cpu"):
@@ -215,8 +226,9 @@ class NodeProgram:
 
     # -- failures
 
-    def failed(self, run: Run, inst: Inst, index: tuple[int, ...], exc: BaseException) -> _Skip:
-        """Raise-mode: record and raise OpError. Collect-mode: record, return a skip marker."""
+    def failed(self, run: Run, inst: Inst, index: tuple[int, ...], exc: BaseException) -> None:
+        """Raise-mode: remember and raise the OpError. Collect-mode: record it, mark this node
+        failed in ``inst`` (so its dependents are skipped) and return."""
         if isinstance(exc, OpError) and not run.collect_errors:
             run.fail(exc)
             raise exc
@@ -226,7 +238,6 @@ class NodeProgram:
             raise err
         run.record(self.qualname, index, exc)
         inst.mark_failed(self.name)
-        return _Skip()
 
     def check(self, out: Any) -> dict[str, Any]:
         """The return value as an outputs dict; raise TypeError/KeyError saying why it is not."""
@@ -243,6 +254,10 @@ class NodeProgram:
     def publish(self, inst: Inst, out: dict[str, Any]) -> None:
         """Store ``out`` where readers find it: this instance, collect buffers, scope results."""
         inst.vals[self.name] = out
+        if self.feeds_more:
+            self._publish_further(inst, out)
+
+    def _publish_further(self, inst: Inst, out: dict[str, Any]) -> None:
         for buffer_id, key, ordered in self.collectors:
             parent = inst.parent
             assert parent is not None
@@ -259,15 +274,16 @@ class NodeProgram:
                 frames = scope.streamed[result_key] = []
             frames.append((inst.index, out[key]))
 
-    def _checked_publish(self, run: Run, inst: Inst, out: Any, index: tuple[int, ...],
-                         start_ns: int) -> None:
+    def _valid_outputs(self, run: Run, inst: Inst, out: Any,
+                       index: tuple[int, ...]) -> dict[str, Any] | None:
+        """``out`` as an outputs dict; None when collect mode skipped an invalid one."""
+        if type(out) is dict and self.needed_set <= out.keys():
+            return out  # the fast path: a dict with every key someone reads
         try:
-            out = self.check(out)
+            return self.check(out)
         except (TypeError, KeyError) as exc:
-            raise self.failed(run, inst, index, exc) from None
-        self.publish(inst, out)
-        if run.emit is not None:
-            run.frame(self.qualname, out, index, inst.span, start_ns)
+            self.failed(run, inst, index, exc)
+            return None
 
     # -- execution
 
@@ -276,7 +292,7 @@ class NodeProgram:
         try:
             if kind is NodeKind.OP:
                 if self.plain_sync:
-                    self._call_plain(run, inst)
+                    self.call_plain(run, inst)
                 else:
                     self._drive_sync(run, inst)
             elif kind is NodeKind.GRAPH:
@@ -294,8 +310,8 @@ class NodeProgram:
             if kind is NodeKind.OP:
                 assert self.node.op is not None
                 op_kind = self.node.op.kind
-                if op_kind is OpKind.SYNC and self.node.op.bound is None:
-                    self._call_plain(run, inst)
+                if self.plain_sync:
+                    self.call_plain(run, inst)
                 elif op_kind in (OpKind.SYNC, OpKind.ASYNC):
                     await self._call_awaited(run, inst)
                 else:
@@ -309,13 +325,27 @@ class NodeProgram:
         except _Skip:
             pass
 
-    def _call_plain(self, run: Run, inst: Inst) -> None:
-        start = time.time_ns() if run.emit is not None else 0
+    def call_plain(self, run: Run, inst: Inst) -> None:
+        """A plain sync op, inline: the hottest path of the interpreter, so kept flat."""
+        emit = run.emit
+        start = time.time_ns() if emit is not None else 0
+        kwargs = self.constants.copy() if self.constants else {}
+        for name, get in self.getters:
+            kwargs[name] = get(inst)
         try:
-            out = self.node.op.fn(**self.bind(inst))  # type: ignore[union-attr]
+            out = self.fn(**kwargs)
         except Exception as exc:
-            raise self.failed(run, inst, inst.index, exc) from None
-        self._checked_publish(run, inst, out, inst.index, start)
+            self.failed(run, inst, inst.index, exc)
+            return
+        if type(out) is not dict or not self.needed_set <= out.keys():
+            out = self._valid_outputs(run, inst, out, inst.index)
+            if out is None:
+                return
+        inst.vals[self.name] = out
+        if self.feeds_more:
+            self._publish_further(inst, out)
+        if emit is not None:
+            run.frame(self.qualname, out, inst.index, inst.span, start)
 
     async def _call_awaited(self, run: Run, inst: Inst) -> None:
         op = self.node.op
@@ -332,17 +362,20 @@ class NodeProgram:
                 else:
                     out = await op.fn(**kwargs)
             except Exception as exc:
-                raise self.failed(run, inst, inst.index, exc) from None
-        self._checked_publish(run, inst, out, inst.index, start)
+                self.failed(run, inst, inst.index, exc)
+                return
+        out = self._valid_outputs(run, inst, out, inst.index)
+        if out is not None:
+            self.publish(inst, out)
+            if run.emit is not None:
+                run.frame(self.qualname, out, inst.index, inst.span, start)
 
     def _new_frame(self, run: Run, inst: Inst, position: int, item: Any,
                    start_ns: int) -> Inst | None:
         """One yield: the child instance it runs in, or None when collect-mode skipped it."""
         index = (*inst.index, position)
-        try:
-            out = self.check(item)
-        except (TypeError, KeyError) as exc:
-            self.failed(run, inst, index, exc)
+        out = self._valid_outputs(run, inst, item, index)
+        if out is None:
             return None
         span = inst.span
         if run.emit is not None:
@@ -377,9 +410,10 @@ class NodeProgram:
 
     def _start_generator(self, run: Run, inst: Inst) -> Any:
         try:
-            return self.node.op.fn(**self.bind(inst))  # type: ignore[union-attr]
+            return self.fn(**self.bind(inst))
         except Exception as exc:
-            raise self.failed(run, inst, inst.index, exc) from None
+            self.failed(run, inst, inst.index, exc)
+            raise _Skip() from None
 
     async def _drive_async(self, run: Run, inst: Inst) -> None:
         """A generator whose frames may await: each frame is a task, at most ``window`` at once."""
@@ -452,12 +486,14 @@ class NodeProgram:
             if self.until(state):
                 return True
         except Exception as exc:
-            raise self.failed(run, inst, inst.index, exc) from None
+            self.failed(run, inst, inst.index, exc)
+            raise _Skip() from None
         limit = self.node.body.max_iterations
         if iteration >= limit:
             err = LoopLimitExceeded(f"loop {self.qualname!r} reached max_iterations={limit} "
                                     "without until becoming true", self.qualname, limit)
-            raise self.failed(run, inst, inst.index, err)
+            self.failed(run, inst, inst.index, err)
+            raise _Skip()
         return False
 
     def _loop_sync(self, run: Run, inst: Inst) -> None:

@@ -8,8 +8,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
-from operonx.core.errors import OpError
 from operonx.core.frame import Frame, SpanContext, new_span_id
+from operonx.errors import OpError
 
 OnError = Literal["raise", "collect"]
 FRAME_BACKLOG_HIGH = 256  # frames buffered for a slow ``stream`` consumer before producers wait

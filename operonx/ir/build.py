@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from operonx.core.errors import GraphError
+from operonx.errors import GraphError
 from operonx.ir.model import (
     Graph,
     GraphKind,

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cache
 
-from operonx.core.errors import GraphError
+from operonx.errors import GraphError
 from operonx.ir.model import Graph, Node, NodeKind, OutputRef
 
 

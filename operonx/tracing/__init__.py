@@ -8,10 +8,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-# operonx.core first: it imports the engine, which imports tracing.base. Entered the
-# other way round (``import operonx.tracing`` first), base -> core.frame -> core ->
-# engine -> tracing.base would find base half-initialized.
-import operonx.core  # noqa: F401
 from operonx.tracing.base import RunInfo, Tracer
 from operonx.tracing.jsonl import JsonlTracer
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from operonx import cli as cli_module
-from operonx.core.errors import GraphError, OperonxError
+from operonx.errors import GraphError, OperonxError
 from tests.cli.helpers import Invoke, diagnostic, line_of, run_cli
 
 OLD = "# an existing out.py that a failed compile must not touch\n"

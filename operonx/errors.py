@@ -1,4 +1,4 @@
-"""The error hierarchy. Every error operonx raises derives from OperonxError.
+"""The error hierarchy, re-exported by operonx.core: every error derives from OperonxError.
 
 A compiled module defines classes with the same names, attributes and
 hierarchy (it imports nothing from operonx), so code that catches these by name
