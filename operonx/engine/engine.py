@@ -165,11 +165,13 @@ class Engine:
         started = time.time_ns()
         info = RunInfo(self.graph.name, SpanContext(trace_id or "", root_span or "", None),
                        started, inputs) if self.tracers else None
-        for tracer in self.tracers:
-            assert info is not None
-            tracer.on_run_start(info)
+        started_tracers: list[Tracer] = []
         error: BaseException | None = None
         try:
+            for tracer in self.tracers:
+                assert info is not None
+                tracer.on_run_start(info)
+                started_tracers.append(tracer)
             if self._scope.inline and run.backlog is None:
                 result = self._scope.run_sync(run, inputs, (), root_span)
             else:
@@ -189,9 +191,25 @@ class Engine:
                 raise
             raise error from error.__cause__
         finally:
-            for tracer in self.tracers:
+            if started_tracers:
                 assert info is not None
-                tracer.on_run_end(info, error)
+                _end_tracers(started_tracers, info, error)
+
+
+def _end_tracers(tracers: Sequence[Tracer], info: RunInfo, error: BaseException | None) -> None:
+    """Tell every started tracer the run ended, even when one of them raises.
+
+    A tracer's own failure surfaces only when the run itself succeeded: it must
+    not hide the run's real error.
+    """
+    first: BaseException | None = None
+    for tracer in tracers:
+        try:
+            tracer.on_run_end(info, error)
+        except Exception as exc:
+            first = first or exc
+    if first is not None and error is None:
+        raise first
 
 
 def _wrap_loop(loop: Graph) -> Graph:

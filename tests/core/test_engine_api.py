@@ -215,3 +215,45 @@ def test_jsonl_tracer_writes_one_line_per_frame(tmp_path: object) -> None:
     assert records[0]["event"] == "run_start" and records[-1]["event"] == "run_end"
     ops = sorted(r["op"] for r in records if r["event"] == "frame")
     assert ops == ["END", "double", "double", "each_item", "each_item"]
+
+
+class FailingTracer(ListTracer):
+    def __init__(self, fail_in: str) -> None:
+        super().__init__()
+        self.fail_in = fail_in
+
+    def on_run_start(self, run: RunInfo) -> None:
+        super().on_run_start(run)
+        if self.fail_in == "start":
+            raise RuntimeError("tracer start failed")
+
+    def on_run_end(self, run: RunInfo, error: BaseException | None) -> None:
+        super().on_run_end(run, error)
+        if self.fail_in == "end":
+            raise RuntimeError("tracer end failed")
+
+
+def test_a_failing_tracer_fails_the_run_but_every_started_tracer_hears_the_end() -> None:
+    first, broken = ListTracer(), FailingTracer("start")
+    with pytest.raises(RuntimeError, match="tracer start failed"):
+        Engine(seed_graph(), tracers=[first, broken]).run_sync({"numbers": [1]})
+    assert first.events == ["start iterate", "end RuntimeError"]
+
+    broken_end, last = FailingTracer("end"), ListTracer()
+    with pytest.raises(RuntimeError, match="tracer end failed"):
+        Engine(seed_graph(), tracers=[broken_end, last]).run_sync({"numbers": [1]})
+    assert last.events == ["start iterate", "end None"]
+
+
+def test_a_tracer_failing_at_the_end_does_not_hide_the_run_error() -> None:
+    @op
+    def boom(value: int) -> dict[str, int]:
+        raise ValueError("real problem")
+
+    with GraphOp(name="g") as g:
+        b = boom(value=1)
+        START >> b >> END
+    from operonx.core import OpError
+
+    with pytest.raises(OpError, match="real problem"):
+        Engine(g, tracers=[FailingTracer("end")]).run_sync()
