@@ -260,3 +260,29 @@ def test_two_independent_streams_cannot_be_paired() -> None:
 def test_user_exception_in_with_block_propagates_untouched() -> None:
     with pytest.raises(ZeroDivisionError), GraphOp(name="g"):
         1 / 0  # noqa: B018
+
+
+def test_decorator_name_sets_the_default_node_name() -> None:
+    @op(name="twice")
+    def double_it(value: int) -> dict[str, int]:
+        return {"result": value * 2}
+
+    with GraphOp(name="g") as g:
+        a = double_it(value=1)
+        b = double_it(value=a["result"])
+        START >> a >> b >> END
+    assert list(g.ir.nodes) == ["twice", "twice_2"]
+    assert Engine(g).run_sync() == {"result": 4}
+
+
+def test_importing_the_dsl_is_cheap() -> None:
+    """A graph file imports operonx.core; that must not load the compiler or the interpreter."""
+    import subprocess
+    import sys
+
+    code = ("import sys, operonx.core; "
+            "print(sorted(m for m in ('compiler', 'libcst', 'jinja2', 'uvloop', "
+            "'operonx.engine.engine') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "[]"
