@@ -18,11 +18,12 @@ $(VENV)/.installed-dev: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@ $(VENV)/.installed-run
 
-# Compile the seed's streaming example and run the generated module.
+# Compile the seed's streaming example, run the generated module, time it against the Engine.
 run: $(VENV)/.installed-run
 	@mkdir -p out
 	$(VENV)/bin/operonx compile examples/streaming.py -o out/streaming.py
 	$(PY) out/streaming.py --inputs '{"numbers": [1, 2, 3]}'
+	$(PY) examples/speedup.py out/streaming.py
 	$(PY) examples/run_all.py
 
 # The whole suite: pytest, mypy --strict (package and generated modules), ruff.
