@@ -495,6 +495,9 @@ class ScopeWriter:
                 if traced:
                     w(f"{var} = rt.check({st.qualname!r}, {child.idx}, {item}, "
                       f"{tuple(st.needed)!r})")
+                    if self._needs_var(st):  # a malformed yield fails the generator node
+                        with w.block(f"if {var} is _SKIPPED:"):
+                            w(f"{self.done[st.name]} = _SKIPPED")
                     with w.block(f"if {var} is not _SKIPPED:"):
                         w(f"{span} = rt.frame({st.qualname!r}, {child.idx}, {var}, {ctx.span}, "
                           f"{started})")
@@ -533,6 +536,8 @@ class ScopeWriter:
     def _gen_fail(self, w: Writer, st: StageIR, idx: str) -> None:
         if self.mode == "traced":
             w(f"rt.fail({st.qualname!r}, {idx}, exc)")
+            if self._needs_var(st):  # a failed generator skips what waits for its stream
+                w(f"{self.done[st.name]} = _SKIPPED")
         else:
             w(f"raise _op_error({st.qualname!r}, {idx}, exc) from exc")
 
