@@ -396,9 +396,9 @@ def machine_info() -> dict[str, str]:
             "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")}
 
 
-def ratio(cells: dict[str, Cell], num: str, den: str) -> float | None:
-    a = cells.get(num, Cell()).median()
-    b = cells.get(den, Cell()).median()
+def ratio(cells: dict[str, Cell], num: str, den: str, fastest: bool = False) -> float | None:
+    a = cells.get(num, Cell()).min() if fastest else cells.get(num, Cell()).median()
+    b = cells.get(den, Cell()).min() if fastest else cells.get(den, Cell()).median()
     return a / b if a is not None and b else None
 
 
@@ -483,6 +483,17 @@ def write_report(h: Harness, elapsed: float, load: tuple[str, str]) -> list[str]
         cells = h.results.get(case, {}).get("N", {})
         add(f"| `{case}` | " + " | ".join(fmt_ratio(ratio(cells, a, b)) for a, b in ratio_cols)
             + " |")
+    add("")
+
+    add("The same ratios from each engine's fastest sample (less sensitive to other load on "
+        "the machine; for reading the medians above, not for the targets):")
+    add("")
+    add("| case | " + " | ".join(f"{LABELS[a]} / {LABELS[b]}" for a, b in ratio_cols) + " |")
+    add("|---|" + "---:|" * len(ratio_cols))
+    for case in s.cases:
+        cells = h.results.get(case, {}).get("N", {})
+        add(f"| `{case}` | " + " | ".join(fmt_ratio(ratio(cells, a, b, fastest=True))
+                                          for a, b in ratio_cols) + " |")
     add("")
 
     add("## Targets")
