@@ -99,12 +99,13 @@ def _is_sync_fn(scope: ScopeIR, mode: Mode) -> bool:
 class ScopeWriter:
     """Writes ``_fast_<scope>`` or ``_traced_<scope>``, plus its loop stage functions."""
 
-    def __init__(self, module: ModuleIR, scope: ScopeIR, mode: Mode, names: ModuleNames) -> None:
+    def __init__(self, module: ModuleIR, scope: ScopeIR, mode: Mode, names: ModuleNames,
+                 ns: Namespace | None = None, inputs: dict[str, str] | None = None) -> None:
         self.module = module
         self.scope = scope
         self.mode = mode
         self.names = names
-        self.ns = names.ns.child()
+        self.ns = ns if ns is not None else names.ns.child()
         self.ns.taken.update({"rt", "idx", "span", "inp", "exc", "result"})
         self.extra: list[list[str]] = []  # further functions (loop stages, nested scopes)
         self.out: dict[str, str] = {}
@@ -113,7 +114,7 @@ class ScopeWriter:
             self.out[st.name] = self.ns.fresh(f"{st.name}_out")
             if st.kind == "gen":
                 self.done[st.name] = self.ns.fresh(f"{st.name}_done")
-        self.inp = {k: self.ns.fresh(k) for k in scope.reads}
+        self.inp = inputs if inputs is not None else {k: self.ns.fresh(k) for k in scope.reads}
         self.bufs = {(c.node, c.key, c.ordered): self.ns.fresh(
             f"{c.node}_{c.key}_{'ordered' if c.ordered else 'collected'}")
             for c in scope.collects}
@@ -150,6 +151,15 @@ class ScopeWriter:
         if ordered and not self._in_order_direct(out_ctx, out_ctx[:-1]):
             return f"_in_order({buf})"
         return f"list({buf})"
+
+    def _call_args(self, st: StageIR) -> str:
+        """Arguments of a direct call: leading parameters by position, the rest by keyword."""
+        by_name = {a.name: a for a in st.args}
+        parts = [self._arg(by_name[n].kind, by_name[n].node, by_name[n].key, by_name[n].ordered,
+                           by_name[n].literal) for n in st.positional]
+        parts += [f"{a.name}={self._arg(a.kind, a.node, a.key, a.ordered, a.literal)}"
+                  for a in st.args if a.name not in st.positional]
+        return ", ".join(parts)
 
     def _kwargs(self, st: StageIR) -> str:
         return ", ".join(f"{a.name}={self._arg(a.kind, a.node, a.key, a.ordered, a.literal)}"
@@ -236,7 +246,7 @@ class ScopeWriter:
         w = Writer()
         name = self.names.scope_fn(s, self.mode)
         is_async = not _is_sync_fn(s, self.mode)
-        params = "rt: _Run, idx: tuple[int, ...], "
+        params = f"rt: {self._rt_type}, idx: tuple[int, ...], "
         if self.mode == "traced":
             params += "span: str, "
         params += "inp: dict[str, Any]"
@@ -253,6 +263,26 @@ class ScopeWriter:
         for extra in self.extra:
             lines += ["", "", *extra]
         return lines
+
+    @property
+    def _rt_type(self) -> str:
+        return "_Limits" if self.mode == "fast" else "_Run"
+
+    def inline_into(self, w: Writer, ctx: Ctx) -> dict[str, str]:
+        """Write this (inline) scope's code into the caller's; return its result expressions."""
+        for r in self.scope.results:
+            if r.depth > 0:
+                w(f"{self.res[r.key]}: list[Any] = []")
+        self.region(w, self.scope.region(()), ctx)
+        exprs: dict[str, str] = {}
+        for r in self.scope.results:
+            if r.depth == 0:
+                exprs[r.key] = f"{self.out[r.node]}[{r.out_key!r}]"
+            elif self._in_order_direct(self._out_ctx(r.node), ()):
+                exprs[r.key] = self.res[r.key]
+            else:
+                exprs[r.key] = f"_in_order({self.res[r.key]})"
+        return exprs
 
     def _returns(self, w: Writer) -> None:
         s = self.scope
@@ -385,7 +415,7 @@ class ScopeWriter:
     def _call_fast(self, w: Writer, st: StageIR, ctx: Ctx) -> None:
         var = self.out[st.name]
         assert st.function is not None
-        call = f"{st.function}({self._kwargs(st)})"
+        call = f"{st.function}({self._call_args(st)})"
         if st.flavor == "async":
             call = f"await {call}"
         elif st.flavor == "cpu":
@@ -443,7 +473,7 @@ class ScopeWriter:
         traced = self.mode == "traced"
         span = self.ns.fresh(f"{st.name}_span") if traced else "span"
         child = ctx.deeper(counter, span)
-        tasks = region.strategy != "inline"
+        tasks = region.strategy != "inline" and bool(region.levels)
         is_async = st.flavor == "asyncgen"
         frame_fn = window = group = ""
         if tasks:
@@ -456,10 +486,7 @@ class ScopeWriter:
             w("")
             with w.block(f"async def {frame_fn}({sig}) -> None:"):
                 with w.block("try:"):
-                    before = len(w.lines)
                     self.region(w, region, child)
-                    if len(w.lines) == before:
-                        w("pass  # nothing runs per frame")
                 with w.block("finally:"):
                     w(f"{window}.release()")
             w("")
@@ -479,8 +506,10 @@ class ScopeWriter:
             if self._needs_var(st):
                 w(f"{self.done[st.name]} = {{}}")
         else:
-            w(f"{it} = {st.function}({self._kwargs(st)})")
-        w(f"{counter} = 0")
+            w(f"{it} = {st.function}({self._call_args(st)})")
+        enumerated = not traced and not is_async  # for i, item in enumerate(...)
+        w(f"{counter} = {-1 if enumerated else 0}")
+        fail_idx = ctx.deeper(f"{counter} + 1", span).idx if enumerated else child.idx
         started = self.ns.fresh(f"{st.name}_t0") if traced else ""
         with w.block("try:"):
             if tasks:
@@ -491,7 +520,9 @@ class ScopeWriter:
             if traced:
                 w(f"{started} = time.time_ns()")
             item = self.ns.fresh(f"{st.name}_item") if traced else var
-            with w.block(f"{'async ' if is_async else ''}for {item} in {it}:"):
+            loop = (f"for {counter}, {item} in enumerate({it}):" if enumerated
+                    else f"{'async ' if is_async else ''}for {item} in {it}:")
+            with w.block(loop):
                 if traced:
                     w(f"{var} = rt.check({st.qualname!r}, {child.idx}, {item}, "
                       f"{tuple(st.needed)!r})")
@@ -499,8 +530,9 @@ class ScopeWriter:
                         with w.block(f"if {var} is _SKIPPED:"):
                             w(f"{self.done[st.name]} = _SKIPPED")
                     with w.block(f"if {var} is not _SKIPPED:"):
-                        w(f"{span} = rt.frame({st.qualname!r}, {child.idx}, {var}, {ctx.span}, "
-                          f"{started})")
+                        frame = (f"rt.frame({st.qualname!r}, {child.idx}, {var}, {ctx.span}, "
+                                 f"{started})")
+                        w(f"{span} = {frame}" if region.levels else frame)
                         self._publish(w, st, var, child)
                         self._dispatch(w, region, child, tasks, frame_fn, window, group,
                                        counter, var, span)
@@ -509,7 +541,8 @@ class ScopeWriter:
                     self._publish(w, st, var, child)
                     self._dispatch(w, region, child, tasks, frame_fn, window, group,
                                    counter, var, span)
-                w(f"{counter} += 1")
+                if not enumerated:
+                    w(f"{counter} += 1")
                 if traced:
                     w(f"{started} = time.time_ns()")
             if tasks:
@@ -517,13 +550,13 @@ class ScopeWriter:
                 with w.block("except (OperonxError, BaseExceptionGroup):"):
                     w("raise")
                 with w.block("except Exception as exc:"):
-                    self._gen_fail(w, st, child.idx)
+                    self._gen_fail(w, st, fail_idx)
                 w.depth -= 1
         if not tasks:
             with w.block("except (OperonxError, BaseExceptionGroup):"):
                 w("raise")
             with w.block("except Exception as exc:"):
-                self._gen_fail(w, st, child.idx)
+                self._gen_fail(w, st, fail_idx)
         with w.block("finally:"):
             w(f"await _aclose({it})" if is_async else f"_close({it})")
         if traced:
@@ -554,19 +587,23 @@ class ScopeWriter:
 
     def _loop(self, w: Writer, st: StageIR, ctx: Ctx) -> None:
         assert st.body is not None and st.body.loop is not None
-        self._nested(st.body)
         var = self.out[st.name]
         bound = {a.name: self._arg(a.kind, a.node, a.key, a.ordered, a.literal) for a in st.args}
         state = dict(st.body.loop.state)
         init = ", ".join([*(f"{k!r}: {bound.get(k, v)}" for k, v in state.items()),
                           *(f"{k!r}: {v}" for k, v in bound.items() if k not in state)])
+        if st.inline_loop and self.mode == "fast" and _is_sync_fn(st.body, "fast"):
+            self._loop_inlined(w, st, ctx, var, bound, state)
+            self._publish_after(w, st, var, ctx)
+            return
+        self._nested(st.body)
         if st.inline_loop:
             self._loop_code(w, st, ctx, var, "{" + init + "}")
         else:
             fn = self.names.loop_fn(st, self.scope, self.mode)
             is_async = not _is_sync_fn(st.body, self.mode) or self.mode == "traced"
             lw = Writer()
-            params = "rt: _Run, idx: tuple[int, ...], "
+            params = f"rt: {self._rt_type}, idx: tuple[int, ...], "
             params += "span: str, " if self.mode == "traced" else ""
             params += "state: dict[str, Any]"
             lw(f"# {where(st.loc)}: loop {st.qualname!r}")
@@ -583,6 +620,40 @@ class ScopeWriter:
                 w(f"{'await ' if is_async else ''}{call}")
         self._publish_after(w, st, var, ctx)
 
+    def _loop_inlined(self, w: Writer, st: StageIR, ctx: Ctx, var: str, bound: dict[str, str],
+                      literals: dict[str, str]) -> None:
+        """The body's code inside a ``while``, its state in local variables (fast path)."""
+        assert st.body is not None and st.body.loop is not None
+        loop = st.body.loop
+        keys = [*literals, *(k for k in bound if k not in literals)]
+        local = {k: self.ns.fresh(f"{st.name}_{k}") for k in keys}
+        for k in keys:
+            w(f"{local[k]} = {bound.get(k, literals.get(k))}")
+        n = self.ns.fresh(f"{st.name}_iteration")
+        stop = self.ns.fresh(f"{st.name}_stop")
+        until = to_python(loop.until, lambda name: local[name])
+        limit = loop.max_iterations
+        w(f"{n} = 0")
+        with w.block("while True:"):
+            w(f"{n} += 1")
+            w(f"# {where(st.body.loc)}: loop body {st.qualname!r}, inlined")
+            inner = ScopeWriter(self.module, st.body, self.mode, self.names, ns=self.ns,
+                                inputs={k: local[k] for k in st.body.reads})
+            exprs = inner.inline_into(w, ctx)
+            self.extra += inner.extra
+            for r in st.body.results:
+                w(f"{local[r.key]} = {exprs[r.key]}")
+            with w.block("try:"):
+                w(f"{stop} = {until}")
+            with w.block("except Exception as exc:"):
+                w(f"raise _op_error({st.qualname!r}, {ctx.idx}, exc) from exc")
+            with w.block(f"if {stop}:"):
+                w("break")
+            with w.block(f"if {n} >= {limit}:"):
+                w(f"raise _loop_limit({st.qualname!r}, {limit})")
+        if self._needs_var(st):
+            w(f"{var} = {{{', '.join(f'{k!r}: {local[k]}' for k in keys)}}}")
+
     def _loop_code(self, w: Writer, st: StageIR, ctx: Ctx, var: str, init: str,
                    in_function: bool = False) -> None:
         assert st.body is not None and st.body.loop is not None
@@ -595,8 +666,6 @@ class ScopeWriter:
         sync_body = _is_sync_fn(st.body, self.mode)
         until = to_python(loop.until, lambda name: f"{state}[{name!r}]")
         limit = loop.max_iterations
-        message = repr(f"loop {st.qualname!r} reached max_iterations={limit} without until "
-                       "becoming true")
         if init != "state":
             w(f"{state}: dict[str, Any] = {init}")
         w(f"{n} = 0")
@@ -612,7 +681,7 @@ class ScopeWriter:
                 with w.block(f"if {stop}:"):
                     w("break")
                 with w.block(f"if {n} >= {limit}:"):
-                    w(f"raise LoopLimitExceeded({message}, {st.qualname!r}, {limit})")
+                    w(f"raise _loop_limit({st.qualname!r}, {limit})")
             if in_function or self._needs_var(st):
                 w(f"{var} = {state}")
             return
@@ -638,6 +707,5 @@ class ScopeWriter:
                     w(f"{var} = {state}")
                 w("break")
             with w.block(f"if {n} >= {limit}:"):
-                w(f"rt.fail({st.qualname!r}, {ctx.idx}, LoopLimitExceeded({message}, "
-                  f"{st.qualname!r}, {limit}))")
+                w(f"rt.fail({st.qualname!r}, {ctx.idx}, _loop_limit({st.qualname!r}, {limit}))")
                 w("break")

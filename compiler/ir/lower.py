@@ -8,6 +8,7 @@ compiled module cannot disagree with the Engine on ordering.
 from __future__ import annotations
 
 import ast
+import inspect
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -174,16 +175,38 @@ def _lower_scope(graph: Graph, qual: str, symbol: str, names: FunctionNames,
             function=function, returns_none=returns_none, args=args,
             needed=tuple(dict.fromkeys(needed[name])), deps=tuple(region.deps[name]),
             context=node.context, max_concurrent=node.max_concurrent,
-            fuse=node.op.fuse if node.op is not None else False, loc=node.loc, body=body))
+            fuse=node.op.fuse if node.op is not None else False, loc=node.loc, body=body,
+            positional=_positional(node)))
     regions = tuple(
         RegionIR(generator=r.generator, context=ctx,
                  levels=tuple(tuple(level) for level in r.levels),
                  inline=r.inline, window=r.window)
         for ctx, r in sorted(plan.regions.items(), key=lambda item: (len(item[0]), item[0])))
+    known = {r.context for r in regions}
+    empty = tuple(RegionIR(generator=st.name, context=(*st.context, st.name), levels=(),
+                           inline=True, window=1)
+                  for st in stages if st.kind == "gen" and (*st.context, st.name) not in known)
+    regions = tuple(sorted((*regions, *empty), key=lambda r: (len(r.context), r.context)))
     return ScopeIR(name=graph.name, kind=graph.kind, qual=qual, symbol=symbol, loc=graph.loc,
                    stages=tuple(stages), regions=regions, results=results,
                    collects=tuple(collects.values()), reads=graph.reads,
                    inline=scope_is_inline(graph))
+
+
+def _positional(node: Node) -> tuple[str, ...]:
+    """The leading parameters given by this node, which a call may pass by position."""
+    if node.op is None:
+        return ()
+    try:
+        params = inspect.signature(node.op.fn).parameters.values()
+    except (TypeError, ValueError):
+        return ()
+    out: list[str] = []
+    for p in params:
+        if p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) or p.name not in node.args:
+            break
+        out.append(p.name)
+    return tuple(out)
 
 
 def _with_loop(body: ScopeIR, loop: LoopIR) -> ScopeIR:

@@ -60,6 +60,7 @@ class StageIR:
     loc: SourceLoc
     body: ScopeIR | None = None  # sub-graph or loop body
     inline_loop: bool = False  # loop: the ``while`` is emitted in the caller (pass inline_loops)
+    positional: tuple[str, ...] = ()  # args that may be passed positionally, in signature order
 
     @property
     def awaits(self) -> bool:

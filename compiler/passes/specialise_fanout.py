@@ -26,7 +26,9 @@ def run(module: ModuleIR) -> tuple[ModuleIR, PassReport]:
     def scope(s: ScopeIR) -> ScopeIR:
         regions = []
         for region in s.regions:
-            if region.generator is not None and region.inline and region.strategy != "inline":
+            if region.generator is not None and not region.levels:
+                region = replace(region, strategy="inline")  # nothing runs per frame
+            elif region.generator is not None and region.inline and region.strategy != "inline":
                 consumers = ", ".join(n for level in region.levels for n in level)
                 changed.append(f"{s.qual}{region.generator}: consumers called inline per "
                                f"yield ({consumers})")

@@ -29,7 +29,8 @@ from tests.compiler.helpers import (
     outcome,
 )
 
-STEPS = ("add", "aadd", "expand", "aexpand", "collect", "ordered", "diamond", "loop", "sub")
+STEPS = ("add", "aadd", "expand", "aexpand", "collect", "ordered", "diamond", "adiamond",
+         "loop", "aloop", "sub", "asub")
 _names = itertools.count()
 
 
@@ -57,27 +58,33 @@ def build(steps: list[str], fail: int) -> GraphOp:
                 else:
                     node = oplib.weighted(vs=prev["v"].collect(ordered=True))
                 depth -= 1
-            elif step == "diamond":
-                left = oplib.add(v=prev["v"], k=1, fail=fail)
+            elif step in ("diamond", "adiamond"):
+                make_left = oplib.add if step == "diamond" else oplib.aadd
+                left = make_left(v=prev["v"], k=1, fail=fail)
                 right = oplib.aadd(v=prev["v"], k=5)
                 prev >> [left, right]
                 node = oplib.combine(a=left["v"], b=right["v"])
                 [left, right] >> node
                 prev = node
                 continue
-            elif step == "loop":
+            elif step in ("loop", "aloop"):
                 with GraphOp.loop(until="counter >= 3", inputs={"v": prev["v"]}, counter=0,
                                   name=f"loop{next(_names)}") as loop:
                     inc = oplib.incr(counter=PARENT["counter"], step=1)
                     inc["counter"] >> PARENT["counter"]
                     START >> inc >> END
+                    if step == "aloop":
+                        bump = oplib.aadd(v=PARENT["v"], k=1, fail=fail)
+                        bump["v"] >> PARENT["v"]
+                        START >> bump >> END
                 node = oplib.combine(a=loop["counter"], b=loop["v"])
                 prev >> loop >> node
                 prev = node
                 continue
             else:
                 with GraphOp(name=f"sub{next(_names)}", inputs={"v": prev["v"]}) as sub:
-                    inner = oplib.add(v=PARENT["v"], k=7, fail=fail)
+                    make = oplib.add if step == "sub" else oplib.aadd
+                    inner = make(v=PARENT["v"], k=7, fail=fail)
                     START >> inner >> END
                 node = sub
             prev >> node
