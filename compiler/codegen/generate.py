@@ -26,7 +26,6 @@ from compiler.errors import CompileError
 from compiler.frontend.extract import Extraction
 from compiler.frontend.types import output_types, param_type
 from compiler.ir.nodes import ModuleIR
-from compiler.ir.printer import where
 from compiler.passes.base import PassReport
 from operonx.ir.model import Graph, InputRef, NodeKind
 

@@ -149,6 +149,6 @@ class ModuleIR:
     top: ScopeIR
     required_inputs: tuple[str, ...]
     optional_inputs: tuple[tuple[str, str], ...]  # (key, literal default)
-    input_routes: tuple[tuple[str, str], ...]  # (scope key, run input key) from inputs={k: PARENT[x]}
+    input_routes: tuple[tuple[str, str], ...]  # (scope key, run input key): inputs={k: PARENT[x]}
     fast_path: bool = False  # pass drop_bookkeeping: ``run`` gets a path without frames
     opt_level: int = 2

@@ -72,7 +72,7 @@ def _scope(scope: ScopeIR, lines: list[str], pad: str) -> None:
     for stage in scope.stages:
         _stage(stage, lines, pad + "  ")
     for c in scope.collects:
-        lines.append(f"{pad}  collect {c.node}[{c.key!r}] {'ordered' if c.ordered else 'completion'}"
-                     f" into {_ctx(c.owner)}")
+        mode = "ordered" if c.ordered else "completion"
+        lines.append(f"{pad}  collect {c.node}[{c.key!r}] {mode} into {_ctx(c.owner)}")
     for r in scope.results:
         lines.append(f"{pad}  result {r.key} <- {r.node}[{r.out_key!r}] depth={r.depth}")

@@ -38,11 +38,11 @@ def _scope(scope: ScopeIR) -> None:
     if set(placed) != set(names):
         raise VerifyError(f"scope {scope.name}: stages not placed in exactly one level")
     for stage in scope.stages:
-        ctx, level = placed[stage.name]
+        ctx, depth = placed[stage.name]
         if ctx != stage.context:
             raise VerifyError(f"{stage.name} placed in region {ctx}, context {stage.context}")
         for dep in stage.deps:
-            if dep not in placed or placed[dep][0] != ctx or placed[dep][1] >= level:
+            if dep not in placed or placed[dep][0] != ctx or placed[dep][1] >= depth:
                 raise VerifyError(f"{stage.name} depends on {dep} which does not run before it")
         for arg in stage.args:
             if arg.kind in ("value", "collect") and arg.node not in names:

@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator, Iterator
 
 from operonx.core import op
 
-TRACK: dict[str, int] = {"now": 0, "peak": 0, "produced": 0, "finished": 0, "backlog": 0}
+TRACK: dict[str, int] = {"now": 0, "peak": 0, "produced": 0, "finished": 0, "backlog": 0,
+                         "closed": 0}
 
 
 def _check(v: int, fail: int) -> None:
@@ -102,3 +103,13 @@ async def tracked(v: int) -> dict[str, int]:
     TRACK["now"] -= 1
     TRACK["finished"] += 1
     return {"v": v}
+
+
+@op
+def guarded(items: list[int]) -> Iterator[dict[str, int]]:
+    """Counts its own closing: a failed run must close it."""
+    try:
+        for item in items:
+            yield {"v": item}
+    finally:
+        TRACK["closed"] += 1

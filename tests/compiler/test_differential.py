@@ -194,3 +194,42 @@ def test_examples_compile_from_the_cli_api(tmp_path: Path) -> None:
     assert is_stale(str(out), result)
     assert [p.name for p in result.passes] == ["specialise_fanout", "drop_bookkeeping",
                                                "fuse_chains", "inline_loops"]
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("consumer", ["add", "aadd"])
+def test_generators_are_closed_when_a_frame_fails(level: int, consumer: str,
+                                                  tmp_path: Path) -> None:
+    with GraphOp(name="closing") as graph:
+        gen = oplib.guarded(items=PARENT["items"])
+        make = oplib.add if consumer == "add" else oplib.aadd
+        node = make(v=gen["v"], k=1, fail=3)
+        START >> gen >> node >> END
+    module = _compile(graph, tmp_path, level)
+    module.TRACK["closed"] = 0
+    with pytest.raises(module.OpError) as info:
+        module.run_sync({"items": list(range(100))})
+    assert info.value.op_name == consumer and info.value.index == (3,)
+    assert module.TRACK["closed"] == 1
+    assert_equivalent(graph, module, {"items": list(range(10))})
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_top_level_input_defaults_and_routes(level: int, tmp_path: Path) -> None:
+    with GraphOp(name="defaults", inputs={"k": 10, "start": PARENT["first"]}) as graph:
+        node = oplib.add(v=PARENT["start"], k=PARENT["k"])
+        START >> node >> END
+    module = _compile(graph, tmp_path, level)
+    for inputs in ({"first": 1}, {"first": 1, "k": 5}, {}, {"first": 1, "other": 2}):
+        assert_equivalent(graph, module, inputs)
+    assert module.run_sync({"first": 2}) == {"v": 12}
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_until_that_raises_matches(level: int, tmp_path: Path) -> None:
+    with GraphOp.loop(until="counter >= items[5]", counter=0, items=[1]) as graph:
+        inc = oplib.incr(counter=PARENT["counter"], step=1)
+        inc["counter"] >> PARENT["counter"]
+        START >> inc >> END
+    module = _compile(graph, tmp_path, level)
+    assert_equivalent(graph, module, {})

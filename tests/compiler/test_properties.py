@@ -127,3 +127,30 @@ def test_engine_and_compiled_agree(steps: list[str], items: list[int], fail: int
             collected = module.run_sync(inputs, on_error="collect")
             assert normalise_collect(collected) == normalise_collect(engine_collect), \
                 (steps, level)
+
+
+def test_random_graph_modules_pass_mypy_strict_and_ruff(tmp_path: Path) -> None:
+    import random
+    import subprocess
+    import sys
+
+    rng = random.Random(5)
+    files = []
+    for i in range(10):
+        steps = [rng.choice(STEPS) for _ in range(rng.randint(1, 6))]
+        graph = build(steps, rng.choice([-1, 2]))
+        for level in (0, 2):
+            source = compile_graph(graph, source_path=oplib.__file__, graph_name="prop",
+                                   opt_level=level).source
+            path = tmp_path / f"prop_{i}_O{level}.py"
+            path.write_text(source)
+            files.append(str(path))
+    mypy = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental",
+                           "--cache-dir", str(tmp_path / ".mypy"), *files],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=600, check=False)
+    assert mypy.returncode == 0, mypy.stdout
+    ruff = subprocess.run([sys.executable, "-m", "ruff", "check", "--isolated", "--select",
+                           "E,F,W,I,B,UP,SIM,RUF", "--line-length", "100", "--target-version",
+                           "py311", "--no-cache", *files],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300, check=False)
+    assert ruff.returncode == 0, ruff.stdout

@@ -46,8 +46,8 @@ def _run(tmp_path: Path, source: str, *args: str) -> subprocess.CompletedProcess
 @pytest.mark.parametrize("level", [0, 2])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_runs_without_operonx(case: object, level: int, tmp_path: Path) -> None:
-    from operonx.core import Engine
     from compiler.frontend.load import find_graphs, load_module, select_graph
+    from operonx.core import Engine
 
     inputs = case.inputs[0]  # type: ignore[attr-defined]
     path = case.abspath  # type: ignore[attr-defined]
