@@ -15,6 +15,7 @@ Both follow the plan's regions and levels exactly as the Engine does.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -249,9 +250,10 @@ class ScopeWriter:
         params = f"rt: {self._rt_type}, idx: tuple[int, ...], "
         if self.mode == "traced":
             params += "span: str, "
-        params += "inp: dict[str, Any]"
+        params += "inp: Mapping[str, Any]"
+        returns = "Result" if self.mode == "fast" and s is self.module.top else "dict[str, Any]"
         w(f"# {where(s.loc)}: {s.kind} {s.name!r}")
-        with w.block(f"{'async ' if is_async else ''}def {name}({params}) -> dict[str, Any]:"):
+        with w.block(f"{'async ' if is_async else ''}def {name}({params}) -> {returns}:"):
             for key, var in self.inp.items():
                 w(f"{var} = inp[{key!r}]")
             for r in s.results:
@@ -328,7 +330,10 @@ class ScopeWriter:
                     continue
                 if st.name in chain_of:
                     chain = [self.scope.stage(n) for n in chain_of[st.name]]
-                    w(f"# fused: {' >> '.join(c.name for c in chain)}")
+                    text = f"fused: {' >> '.join(c.name for c in chain)}"
+                    for part in textwrap.wrap(text, LIMIT - 2 - 4 * w.depth,
+                                              subsequent_indent="    "):
+                        w(f"# {part}")
                     for member in chain:
                         self.stage(w, member, ctx)
                     w("# end fused")

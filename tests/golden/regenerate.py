@@ -22,7 +22,10 @@ def main() -> int:
         for kind in kinds():
             path = golden_path(case, kind)
             text = render(case, kind)
-            old = open(path, encoding="utf-8").read() if os.path.exists(path) else None
+            old = None
+            if os.path.exists(path):
+                with open(path, encoding="utf-8") as f:
+                    old = f.read()
             if old != text:
                 with open(path, "w", encoding="utf-8") as f:
                     f.write(text)
