@@ -549,6 +549,7 @@ class ScopeWriter:
                 if not enumerated:
                     w(f"{counter} += 1")
                 if traced:
+                    w("await rt.drain()")
                     w(f"{started} = time.time_ns()")
             if tasks:
                 w.depth -= 1

@@ -233,3 +233,28 @@ def test_until_that_raises_matches(level: int, tmp_path: Path) -> None:
         START >> inc >> END
     module = _compile(graph, tmp_path, level)
     assert_equivalent(graph, module, {})
+
+
+@pytest.mark.parametrize("level", [0, 2])
+def test_a_slow_stream_consumer_holds_the_producer_back(level: int, tmp_path: Path) -> None:
+    import asyncio
+
+    with GraphOp(name="slow_consumer") as graph:
+        gen = oplib.counted(items=PARENT["items"])
+        node = oplib.add(v=gen["v"], k=1)
+        START >> gen >> node
+    module = _compile(graph, tmp_path, level)
+    module.TRACK.update(produced=0, finished=0, backlog=0)
+
+    async def consume() -> int:
+        worst = seen = 0
+        async for frame in module.stream({"items": list(range(3000))}):
+            if frame.op_name == "counted":
+                seen += 1
+                worst = max(worst, module.TRACK["produced"] - seen)
+            await asyncio.sleep(0)
+        return worst
+
+    worst = asyncio.run(consume())
+    assert module.TRACK["produced"] == 3000
+    assert worst <= 300  # bounded by the frame backlog, not by the stream's length
