@@ -258,3 +258,54 @@ def test_a_slow_stream_consumer_holds_the_producer_back(level: int, tmp_path: Pa
     worst = asyncio.run(consume())
     assert module.TRACK["produced"] == 3000
     assert worst <= 300  # bounded by the frame backlog, not by the stream's length
+
+
+def _loop_with_stream(make: str, streamed_writeback: bool) -> GraphOp:
+    with GraphOp(name="outer") as graph:
+        first = oplib.add(v=PARENT["v"], k=0)
+        with GraphOp.loop(until="total >= 100", inputs={"seed": first["v"]}, total=0, seen=[],
+                          max_iterations=20) as loop:
+            gen = getattr(oplib, make)(v=PARENT["seed"], n=3)
+            summed = oplib.total(vs=gen["v"].collect())
+            grown = oplib.add(v=summed["v"], k=1)
+            grown["v"] >> PARENT["total"]
+            grown["v"] >> PARENT["seed"]
+            START >> gen >> summed >> grown >> END
+            if streamed_writeback:
+                seeds = oplib.add(v=gen["v"], k=0)
+                seeds["v"] >> PARENT["seen"]
+                gen >> seeds
+        after = oplib.total(vs=loop["seen"]) if streamed_writeback else oplib.combine(
+            a=loop["total"], b=loop["seed"])
+        START >> first >> loop >> after >> END
+    return graph
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("make", ["expand", "aexpand"])
+def test_loop_with_a_stream_in_its_body(level: int, make: str, tmp_path: Path) -> None:
+    graph = _loop_with_stream(make, streamed_writeback=False)
+    module = _compile(graph, tmp_path, level)
+    for inputs in ({"v": 1}, {"v": 0}):
+        assert_equivalent(graph, module, inputs)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_loop_streamed_writeback_is_a_list_in_yield_order(level: int, tmp_path: Path) -> None:
+    """docs/semantics.md: a write-back of depth >= 1 is a list in yield order.
+
+    seed 1 -> frames 10, 11, 12 (total 34) -> frames 340, 341, 342 (total 1024, stop):
+    ``seen`` is [340, 341, 342]. (The Engine currently drops loop write-backs of depth
+    >= 1, see test below.)
+    """
+    module = _compile(_loop_with_stream("expand", streamed_writeback=True), tmp_path, level)
+    assert module.run_sync({"v": 1}) == {"v": 1023}
+
+
+@pytest.mark.xfail(strict=True, reason="Engine drops loop write-backs of depth >= 1: "
+                   "Graph.result_depths() reports 0 for every loop key")
+def test_engine_loop_streamed_writeback() -> None:
+    from operonx.core import Engine
+
+    graph = _loop_with_stream("expand", streamed_writeback=True)
+    assert Engine(graph).run_sync({"v": 1}) == {"v": 1023}
