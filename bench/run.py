@@ -320,7 +320,7 @@ class Harness:
             self.log(f"scale: per-op cost, chain of {n}")
             for engine in [e for e in self.s.engines if self.available(e)]:
                 cell = self.per_op.setdefault(engine, {}).setdefault(n, Cell())
-                spec = self.spec_for(engine, cases.CHAIN_OPS, n, max(2, self.s.repeats // 2),
+                spec = self.spec_for(engine, cases.CHAIN_OPS, n, self.s.repeats,
                                      graph=scale.path("chain", n))
                 if isinstance(spec, str):
                     cell.error = spec
@@ -562,15 +562,50 @@ def write_report(h: Harness, elapsed: float, load: tuple[str, str]) -> list[str]
         "1.35 does not keep yield order there.")
     add("- **Event loop**: 1.35 runs on stock asyncio (it does not use uvloop); ours and the "
         "hand-written baselines run on uvloop, as the compiled module does.")
+    add("- **Anything 1.35 could not run** (e.g. a graph too deep for it) is listed under "
+        "Errors below, with its message.")
     add("- **Memory**: 1.35 is not in the memory table: a 10M-yield stream at its per-frame cost "
         "would take most of an hour (1.35 has `@op(transient=True)` for flat memory).")
     add("")
+    errors = collect_errors(h)
+    if errors:
+        add("## Errors")
+        add("")
+        add("What failed, verbatim (no number is shown for these):")
+        add("")
+        for what, message in errors:
+            add(f"- {what}: `{message}`")
+        add("")
+    if h.notes:
+        add("## Notes")
+        add("")
     for note in h.notes:
         add(f"- {note}")
     os.makedirs(os.path.dirname(s.results_path), exist_ok=True)
     with open(s.results_path, "w", encoding="utf-8") as fh:
         fh.write("\n".join(lines) + "\n")
     return verdicts
+
+
+def collect_errors(h: Harness) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for case, sizes in h.results.items():
+        for size, row in sizes.items():
+            for e, cell in row.items():
+                if cell.error:
+                    out.append((f"{LABELS[e]} on `{case}` at {size}", cell.error))
+    for e, row in h.per_op.items():
+        for n, cell in sorted(row.items()):
+            if cell.error:
+                out.append((f"{LABELS[e]} on `chain_{n}` (per-op cost)", cell.error))
+    for (shape, n, opt), result in sorted(h.scale_compile.items()):
+        if not result.get("ok"):
+            out.append((f"compiling `{shape}_{n}` at -O{opt}", result.get("error", "?")))
+    for e, row in h.memory.items():
+        for n, result in sorted(row.items()):
+            if not result.get("ok"):
+                out.append((f"memory, {LABELS[e]} at {n:,} yields", result.get("error", "?")))
+    return out
 
 
 def linearity(h: Harness) -> dict[str, dict[str, float | None]]:
@@ -689,6 +724,20 @@ def write_scale(h: Harness, add: Any) -> None:
             row.append("n/a" if e in h.unavailable else "error" if cell is None or cell.error
                        else fmt_ns(cell.median()))
         add(f"| {n:,} | " + " | ".join(row) + " |")
+    add("")
+    steep = []
+    for e in engines:
+        pts = [(n, c.min() * n) for n, c in sorted(h.per_op.get(e, {}).items())
+               if c.min() is not None]
+        bad = scale.superlinear(pts)  # type: ignore[arg-type]
+        if bad:
+            steep.append(f"{LABELS[e]} ({bad})")
+    if steep:
+        add("**Superlinear** run time in graph size (per-op cost of the fastest sample up by "
+            "more than 1.5× from one size to the next): " + "; ".join(steep) + ".")
+    else:
+        add("Run time is linear in graph size on every engine that ran all sizes (per-op cost "
+            "of the fastest sample within 1.5× from one size to the next).")
     add("")
     add(f"![per-op cost against graph size]({os.path.basename(h.s.plot_path)})")
     add("")
