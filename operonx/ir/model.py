@@ -187,8 +187,9 @@ class Graph:
 
     def result_depths(self) -> dict[str, int]:
         """Depth of every result key (0: plain value, >= 1: list in yield order)."""
-        if self.kind == "loop":
-            return {k: 0 for k in self.result_keys}
+        if self.kind == "loop":  # state keys; a streamed write-back makes a list
+            return {k: self.writebacks[k].depth if k in self.writebacks else 0
+                    for k in self.result_keys}
         return {**{k: s.depth for k, s in self.results.items()},
                 **{k: s.depth for k, s in self.writebacks.items()}}
 

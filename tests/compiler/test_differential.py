@@ -295,15 +295,12 @@ def test_loop_streamed_writeback_is_a_list_in_yield_order(level: int, tmp_path: 
     """docs/semantics.md: a write-back of depth >= 1 is a list in yield order.
 
     seed 1 -> frames 10, 11, 12 (total 34) -> frames 340, 341, 342 (total 1024, stop):
-    ``seen`` is [340, 341, 342]. (The Engine currently drops loop write-backs of depth
-    >= 1, see test below.)
+    ``seen`` is [340, 341, 342].
     """
     module = _compile(_loop_with_stream("expand", streamed_writeback=True), tmp_path, level)
     assert module.run_sync({"v": 1}) == {"v": 1023}
 
 
-@pytest.mark.xfail(strict=True, reason="Engine drops loop write-backs of depth >= 1: "
-                   "Graph.result_depths() reports 0 for every loop key")
 def test_engine_loop_streamed_writeback() -> None:
     from operonx.core import Engine
 
