@@ -96,6 +96,8 @@ def generate(module: ModuleIR, graph: Graph, extraction: Extraction,
         input_fields=input_fields, inputs_as_class=inputs_as_class, result_fields=result_fields,
         semaphores=[Semaphore(attr, size, q) for q, (attr, size) in names.semaphores.items()],
         limits="_Limits()" if names.semaphores else "_NO_LIMITS",
+        input_check=("inputs.keys() != _ACCEPTED" if set(accepted) == required
+                     else "not _REQUIRED <= inputs.keys() <= _ACCEPTED"),
         slots=repr(tuple(sorted((attr for attr, _size in names.semaphores.values()),
                                 key=_natural))),
         required=repr(tuple(module.required_inputs)),

@@ -20,17 +20,17 @@ RUNTIME_IMPORTS = (
     "import time", "import uvloop",
     "from collections.abc import AsyncIterator, Awaitable, Callable, Mapping",
     "from dataclasses import dataclass",
-    "from typing import Any, Literal, NotRequired, TypedDict, cast",
+    "from typing import Any, Literal, NoReturn, NotRequired, TypedDict, cast",
 )
 RUNTIME_NAMES = frozenset({
     "argparse", "asyncio", "collections", "contextlib", "functools", "json", "operator",
     "random", "sys", "time", "uvloop", "AsyncIterator", "Awaitable", "Callable", "Mapping",
-    "dataclass", "Any", "Literal", "NotRequired", "TypedDict", "cast",
+    "dataclass", "Any", "Literal", "NoReturn", "NotRequired", "TypedDict", "cast",
     "OperonxError", "GraphError", "InputError", "OpError", "LoopLimitExceeded", "SpanContext",
     "Frame", "ErrorInfo", "Inputs", "Result", "run", "run_sync", "stream", "main",
     "_SKIPPED", "_rng", "_by_index", "_new_trace_id", "_new_span_id", "_op_error", "_problem",
     "_outputs", "_complete", "_in_order", "_close", "_aclose", "_unwrap", "_RunBase", "_Run",
-    "_scope_inputs", "_traced_run", "_loop_limit", "_NO_LIMITS", "_BACKLOG_HIGH", "_Limits", "_REQUIRED", "_ACCEPTED",
+    "_scope_inputs", "_traced_run", "_loop_limit", "_missing", "_NO_LIMITS", "_BACKLOG_HIGH", "_Limits", "_REQUIRED", "_ACCEPTED",
 })
 
 

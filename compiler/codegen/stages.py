@@ -123,6 +123,7 @@ class ScopeWriter:
         self.used = self._used_stages()
         self.waited = {d for st in scope.stages for d in st.deps}
         self.forced: set[str] = set()  # stages run as level tasks: their marker is returned
+        self.unpacked: dict[tuple[str, str], str] = {}  # (stage, key) -> local holding it
 
     # ------------------------------------------------------------------ helpers
 
@@ -146,12 +147,16 @@ class ScopeWriter:
         if arg_kind == "input":
             return self.inp[key]
         if arg_kind == "value":
-            return f"{self.out[node]}[{key!r}]"
+            return self._val(node, key)
         buf = self.bufs[(node, key, ordered)]
         out_ctx = self._out_ctx(node)
         if ordered and not self._in_order_direct(out_ctx, out_ctx[:-1]):
             return f"_in_order({buf})"
         return f"list({buf})"
+
+    def _val(self, node: str, key: str) -> str:
+        """How code reads output ``key`` of ``node``: its unpacked local, or a subscript."""
+        return self.unpacked.get((node, key)) or f"{self.out[node]}[{key!r}]"
 
     def _call_args(self, st: StageIR) -> str:
         """Arguments of a direct call: leading parameters by position, the rest by keyword."""
@@ -171,8 +176,25 @@ class ScopeWriter:
                           for a in st.args)
         return "{" + items + "}"
 
-    def _check(self, w: Writer, st: StageIR, var: str, idx: str) -> None:
-        conds = [f"type({var}) is not dict", *(f"{k!r} not in {var}" for k in st.needed)]
+    def _check(self, w: Writer, st: StageIR, var: str, idx: str, unpack: bool = False) -> None:
+        """Fast path: raise as the Engine does unless ``var`` is a dict with the needed keys.
+
+        With ``unpack``, the needed keys are read into locals right here (a ``KeyError``
+        from an exact ``dict`` means the key is missing); readers then use the locals.
+        """
+        keys = tuple(st.needed)
+        if unpack and keys:
+            with w.block(f"if {var}.__class__ is not dict:"):
+                w(f"{var} = _outputs({st.qualname!r}, {idx}, {var}, {keys!r})")
+            with w.block("try:"):
+                for key in keys:
+                    local = self.ns.fresh(f"{st.name}_{key}")
+                    w(f"{local} = {var}[{key!r}]")
+                    self.unpacked[(st.name, key)] = local
+            with w.block("except KeyError:"):
+                w(f"_missing({st.qualname!r}, {idx}, {var}, {keys!r})")
+            return
+        conds = [f"{var}.__class__ is not dict", *(f"{k!r} not in {var}" for k in keys)]
         header = f"if {' or '.join(conds)}:"
         if len(header) + 4 * w.depth > LIMIT:
             w("if (")
@@ -181,7 +203,7 @@ class ScopeWriter:
                 w(f"    or {cond}")
             header = "):"
         with w.block(header):
-            w(f"{var} = _outputs({st.qualname!r}, {idx}, {var}, {tuple(st.needed)!r})")
+            w(f"{var} = _outputs({st.qualname!r}, {idx}, {var}, {keys!r})")
 
     def _publish(self, w: Writer, st: StageIR, var: str, ctx: Ctx) -> None:
         """Append this stage's outputs to collect buffers and streamed results."""
@@ -191,16 +213,16 @@ class ScopeWriter:
                 continue
             buf = self.bufs[(c.node, c.key, c.ordered)]
             if c.ordered and not self._in_order_direct(out_ctx, c.owner):
-                w(f"{buf}.append(({ctx.idx}, {var}[{c.key!r}]))")
+                w(f"{buf}.append(({ctx.idx}, {self._val(st.name, c.key)}))")
             else:
-                w(f"{buf}.append({var}[{c.key!r}])")
+                w(f"{buf}.append({self._val(st.name, c.key)})")
         for r in self.scope.results:
             if r.node != st.name or r.depth == 0:
                 continue
             if self._in_order_direct(out_ctx, ()):
-                w(f"{self.res[r.key]}.append({var}[{r.out_key!r}])")
+                w(f"{self.res[r.key]}.append({self._val(st.name, r.out_key)})")
             else:
-                w(f"{self.res[r.key]}.append(({ctx.idx}, {var}[{r.out_key!r}]))")
+                w(f"{self.res[r.key]}.append(({ctx.idx}, {self._val(st.name, r.out_key)}))")
 
     def _needs_var(self, st: StageIR) -> bool:
         if st.kind == "gen":  # its marker: only what orders after the whole stream reads it
@@ -279,7 +301,7 @@ class ScopeWriter:
         exprs: dict[str, str] = {}
         for r in self.scope.results:
             if r.depth == 0:
-                exprs[r.key] = f"{self.out[r.node]}[{r.out_key!r}]"
+                exprs[r.key] = self._val(r.node, r.out_key)
             elif self._in_order_direct(self._out_ctx(r.node), ()):
                 exprs[r.key] = self.res[r.key]
             else:
@@ -292,7 +314,7 @@ class ScopeWriter:
             items = []
             for r in s.results:
                 if r.depth == 0:
-                    items.append(f"{r.key!r}: {self.out[r.node]}[{r.out_key!r}]")
+                    items.append(f"{r.key!r}: {self._val(r.node, r.out_key)}")
                 elif self._in_order_direct(self._out_ctx(r.node), ()):
                     items.append(f"{r.key!r}: {self.res[r.key]}")
                 else:
@@ -445,7 +467,7 @@ class ScopeWriter:
         if st.returns_none:
             w(f"{var} = _outputs({st.qualname!r}, {ctx.idx}, None, {tuple(st.needed)!r})")
         else:
-            self._check(w, st, var, ctx.idx)
+            self._check(w, st, var, ctx.idx, unpack=st.name not in self.forced)
         self._publish(w, st, var, ctx)
 
     def _call_traced(self, w: Writer, st: StageIR, ctx: Ctx) -> None:
@@ -542,7 +564,7 @@ class ScopeWriter:
                         self._dispatch(w, region, child, tasks, frame_fn, window, group,
                                        counter, var, span)
                 else:
-                    self._check(w, st, var, child.idx)
+                    self._check(w, st, var, child.idx, unpack=not tasks)
                     self._publish(w, st, var, child)
                     self._dispatch(w, region, child, tasks, frame_fn, window, group,
                                    counter, var, span)
@@ -635,13 +657,9 @@ class ScopeWriter:
         local = {k: self.ns.fresh(f"{st.name}_{k}") for k in keys}
         for k in keys:
             w(f"{local[k]} = {bound.get(k, literals.get(k))}")
-        n = self.ns.fresh(f"{st.name}_iteration")
-        stop = self.ns.fresh(f"{st.name}_stop")
         until = to_python(loop.until, lambda name: local[name])
         limit = loop.max_iterations
-        w(f"{n} = 0")
-        with w.block("while True:"):
-            w(f"{n} += 1")
+        with w.block(f"for _ in range({limit}):  # max_iterations"):
             w(f"# {where(st.body.loc)}: loop body {st.qualname!r}, inlined")
             inner = ScopeWriter(self.module, st.body, self.mode, self.names, ns=self.ns,
                                 inputs={k: local[k] for k in st.body.reads})
@@ -650,13 +668,12 @@ class ScopeWriter:
             for r in st.body.results:
                 w(f"{local[r.key]} = {exprs[r.key]}")
             with w.block("try:"):
-                w(f"{stop} = {until}")
+                with w.block(f"if {until}:"):
+                    w("break")
             with w.block("except Exception as exc:"):
                 w(f"raise _op_error({st.qualname!r}, {ctx.idx}, exc) from exc")
-            with w.block(f"if {stop}:"):
-                w("break")
-            with w.block(f"if {n} >= {limit}:"):
-                w(f"raise _loop_limit({st.qualname!r}, {limit})")
+        with w.block("else:"):
+            w(f"raise _loop_limit({st.qualname!r}, {limit})")
         if self._needs_var(st):
             w(f"{var} = {{{', '.join(f'{k!r}: {local[k]}' for k in keys)}}}")
 
