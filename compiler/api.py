@@ -55,11 +55,18 @@ def compile_graph(graph: Any, *, source_path: str, graph_name: str,
 
     ir, extraction, module = _lower(graph, source_path, opt_level)
     reports: list[PassReport] = []
-    for _name, run_pass in pipeline(opt_level):
-        module, report = run_pass(module)
-        verify(module)
-        reports.append(report)
-    source = generate(module, ir, extraction, reports)
+    try:
+        for _name, run_pass in pipeline(opt_level):
+            module, report = run_pass(module)
+            verify(module)
+            reports.append(report)
+        source = generate(module, ir, extraction, reports)
+    except CompileError:
+        raise
+    except Exception as exc:  # a compiler bug: say so, located at the graph, never emit code
+        raise CompileError(f"internal compiler error ({type(exc).__name__}: {exc}); "
+                           "please report it with this graph", source_path,
+                           ir.loc.line) from exc
     return CompileResult(source=source, graph_name=graph_name, source_path=source_path,
                          passes=tuple(reports))
 
