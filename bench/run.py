@@ -712,7 +712,10 @@ def write_scale(h: Harness, add: Any) -> None:
         add("Build time, compile time and generated size all grow linearly (per-op cost within "
             "1.5× from one size to the next).")
     add("")
-    add("### Per-op cost against graph size (`chain_N`, one run)")
+    add("### Per-op cost against graph size (`chain_N`, median per op)")
+    add("")
+    add(f"A sample is about 10,000 op runs (10,000 / N runs of the chain); the input starts at "
+        f"{cases.CHAIN_START:,} so every `x + 1` allocates an int at every size.")
     add("")
     engines = [e for e in ENGINES if e in h.s.engines]
     add("| ops | " + " | ".join(LABELS[e] for e in engines) + " |")
@@ -801,8 +804,8 @@ def parse(argv: list[str]) -> Settings:
     p.add_argument("--quick", action="store_true", help="small N, one round (a smoke test)")
     p.add_argument("--cases", help="comma-separated case names (default: all)")
     p.add_argument("--engines", help="comma-separated: " + ",".join(ENGINES))
-    p.add_argument("--rounds", type=int, help="interleaved rounds per case (default 3; quick 1)")
-    p.add_argument("--repeats", type=int, help="timed samples per process (default 5; quick 2)")
+    p.add_argument("--rounds", type=int, help="interleaved rounds per case (default 5; quick 1)")
+    p.add_argument("--repeats", type=int, help="timed samples per process (default 3; quick 2)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-RSS runs")
     p.add_argument("--no-scale", action="store_true", help="skip compile-time/per-op scaling")
     p.add_argument("--no-scaling", action="store_true", help="skip the N/10 linearity runs")
@@ -821,7 +824,7 @@ def parse(argv: list[str]) -> Settings:
                         "per_op_cost.quick.png" if a.quick else "per_op_cost.png")
     return Settings(
         quick=a.quick, cases=names, engines=engines,
-        rounds=a.rounds or (1 if a.quick else 3), repeats=a.repeats or (2 if a.quick else 5),
+        rounds=a.rounds or (1 if a.quick else 5), repeats=a.repeats or (2 if a.quick else 3),
         pypi_repeats=1, scaling=not a.no_scaling,
         memory_sizes=[] if a.no_memory else ([1_000_000] if a.quick
                                              else [1_000_000, 10_000_000]),
