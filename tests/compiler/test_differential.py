@@ -282,9 +282,11 @@ def _loop_with_stream(make: str, streamed_writeback: bool) -> GraphOp:
 
 
 @pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("streamed", [False, True])
 @pytest.mark.parametrize("make", ["expand", "aexpand"])
-def test_loop_with_a_stream_in_its_body(level: int, make: str, tmp_path: Path) -> None:
-    graph = _loop_with_stream(make, streamed_writeback=False)
+def test_loop_with_a_stream_in_its_body(level: int, make: str, streamed: bool,
+                                        tmp_path: Path) -> None:
+    graph = _loop_with_stream(make, streamed_writeback=streamed)
     module = _compile(graph, tmp_path, level)
     for inputs in ({"v": 1}, {"v": 0}):
         assert_equivalent(graph, module, inputs)
