@@ -30,7 +30,8 @@ RUNTIME_NAMES = frozenset({
     "Frame", "ErrorInfo", "Inputs", "Result", "run", "run_sync", "stream", "main",
     "_SKIPPED", "_rng", "_by_index", "_new_trace_id", "_new_span_id", "_op_error", "_problem",
     "_outputs", "_complete", "_in_order", "_close", "_aclose", "_unwrap", "_RunBase", "_Run",
-    "_scope_inputs", "_traced_run", "_loop_limit", "_missing", "_NO_LIMITS", "_BACKLOG_HIGH", "_Limits", "_REQUIRED", "_ACCEPTED",
+    "_scope_inputs", "_traced_run", "_loop_limit", "_missing", "_NO_LIMITS", "_BACKLOG_HIGH",
+    "_Limits", "_REQUIRED", "_ACCEPTED",
 })
 
 

@@ -667,7 +667,7 @@ class ScopeWriter:
             self.extra += inner.extra
             for r in st.body.results:
                 w(f"{local[r.key]} = {exprs[r.key]}")
-            with w.block("try:"):
+            with w.block("try:"):  # noqa: SIM117 - each block is a level of generated code
                 with w.block(f"if {until}:"):
                     w("break")
             with w.block("except Exception as exc:"):
