@@ -23,9 +23,8 @@ from typing import Literal
 
 from compiler.codegen.names import Namespace
 from compiler.codegen.wrap import LIMIT, wrap
-from compiler.ir.nodes import ModuleIR, RegionIR, ScopeIR, StageIR
+from compiler.ir.nodes import ModuleIR, RegionIR, ScopeIR, StageIR, until_text
 from compiler.ir.printer import where
-from operonx.ir.until import to_python
 
 Mode = Literal["fast", "traced"]
 
@@ -657,7 +656,8 @@ class ScopeWriter:
         local = {k: self.ns.fresh(f"{st.name}_{k}") for k in keys}
         for k in keys:
             w(f"{local[k]} = {bound.get(k, literals.get(k))}")
-        until = to_python(loop.until, lambda name: local[name])
+        until = until_text(loop.until, lambda name: local[name],
+                           "{" + ", ".join(f"{k!r}: {local[k]}" for k in keys) + "}")
         limit = loop.max_iterations
         with w.block(f"for _ in range({limit}):  # max_iterations"):
             w(f"# {where(st.body.loc)}: loop body {st.qualname!r}, inlined")
@@ -687,7 +687,7 @@ class ScopeWriter:
         stop = ns.fresh(f"{st.name}_stop")
         body = self.names.scope_fn(st.body, self.mode)
         sync_body = _is_sync_fn(st.body, self.mode)
-        until = to_python(loop.until, lambda name: f"{state}[{name!r}]")
+        until = until_text(loop.until, lambda name: f"{state}[{name!r}]", state)
         limit = loop.max_iterations
         if init != "state":
             w(f"{state}: dict[str, Any] = {init}")

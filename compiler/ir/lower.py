@@ -162,14 +162,12 @@ def _lower_scope(graph: Graph, qual: str, symbol: str, names: FunctionNames,
             body = _lower_scope(node.body, child_qual, f"{symbol}__{_symbol(name)}", names)
             if node.kind is NodeKind.LOOP:
                 until = node.body.until
-                if not isinstance(until, UntilExpr):
-                    raise CompileError(
-                        f"loop {name!r}: until= is a callable, which cannot be compiled",
-                        node.loc.file, node.loc.line,
-                        hint='write it as a string expression, e.g. until="count >= 5"')
+                assert until is not None
+                # A callable until was copied by the frontend; the loop calls it by name.
+                until_ir = until if isinstance(until, UntilExpr) else names[until]
                 state = tuple((k, literal(v, node.loc, f"loop state {k!r}"))
                               for k, v in node.body.state.items())
-                body = _with_loop(body, LoopIR(state, until, node.body.max_iterations))
+                body = _with_loop(body, LoopIR(state, until_ir, node.body.max_iterations))
         stages.append(StageIR(
             name=name, qualname=f"{qual}{name}", kind=_stage_kind(node), flavor=_flavor(node),
             function=function, returns_none=returns_none, args=args,

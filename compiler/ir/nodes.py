@@ -8,10 +8,12 @@ values with :func:`dataclasses.replace`; nothing here is mutated.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 from operonx.ir.model import SourceLoc, UntilExpr
+from operonx.ir.until import to_python
 
 ArgKind = Literal["const", "input", "value", "collect"]
 StageKind = Literal["call", "gen", "graph", "loop"]
@@ -106,7 +108,7 @@ class LoopIR:
     """What a loop stage needs besides its body: state, ``until``, the iteration guard."""
 
     state: tuple[tuple[str, str], ...]  # (key, literal source) initial values
-    until: UntilExpr
+    until: UntilExpr | str  # a checked expression, or the copied until function's name
     max_iterations: int
 
 
@@ -152,3 +154,12 @@ class ModuleIR:
     input_routes: tuple[tuple[str, str], ...]  # (scope key, run input key): inputs={k: PARENT[x]}
     fast_path: bool = False  # pass drop_bookkeeping: ``run`` gets a path without frames
     opt_level: int = 2
+
+
+def until_text(until: UntilExpr | str, rename: Callable[[str], str],
+               state: str | None = None) -> str:
+    """Python for a loop's stop test: the expression with state names renamed, or a call of
+    the copied until function on ``state`` (a dict expression of the current state)."""
+    if isinstance(until, UntilExpr):
+        return to_python(until, rename)
+    return f"{until}({state if state is not None else 'state'})"

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 
-from compiler.ir.nodes import ModuleIR, RegionIR, ScopeIR, StageIR
+from compiler.ir.nodes import ModuleIR, RegionIR, ScopeIR, StageIR, until_text
 from operonx.ir.model import SourceLoc
-from operonx.ir.until import to_python
 
 
 def where(loc: SourceLoc) -> str:
@@ -65,7 +64,7 @@ def _scope(scope: ScopeIR, lines: list[str], pad: str) -> None:
                  f"{'inline' if scope.inline else 'awaits'}  # {where(scope.loc)}")
     if scope.loop is not None:
         state = ", ".join(f"{k}={v}" for k, v in scope.loop.state)
-        lines.append(f"{pad}  loop state({state}) until {to_python(scope.loop.until, str)} "
+        lines.append(f"{pad}  loop state({state}) until {until_text(scope.loop.until, str)} "
                      f"max_iterations={scope.loop.max_iterations}")
     for region in scope.regions:
         _region(region, lines, pad + "  ")

@@ -1,7 +1,7 @@
 """Inline ``GraphOp.loop`` nodes into a ``while`` loop in the caller's code.
 
-Legality: the loop's ``until`` is a checked string expression (a callable is
-refused at lowering), so it can be printed as Python over the state dict; the
+Legality: the loop's ``until`` is a checked string expression, printed as Python
+over the state variables, or a copied until function called on the state; the
 ``while`` keeps the Engine's order exactly — run the body, apply write-backs,
 evaluate ``until``, then raise ``LoopLimitExceeded`` after ``max_iterations`` —
 so only where the code lives changes, never what it does. Without this pass

@@ -16,16 +16,6 @@ def _compile(graph: GraphOp) -> str:
     return compile_graph(graph, source_path=oplib.__file__, graph_name="g").source
 
 
-def test_callable_until_is_refused_with_its_location() -> None:
-    with GraphOp.loop(until=lambda state: state["counter"] >= 3, counter=0) as graph:
-        inc = oplib.incr(counter=PARENT["counter"], step=1)
-        inc["counter"] >> PARENT["counter"]
-        START >> inc >> END
-    with pytest.raises(CompileError) as info:
-        _compile(graph)
-    assert re.search(r"test_refusals\.py:\d+: error: .*callable", str(info.value))
-
-
 def test_a_constant_that_is_not_a_literal_is_refused() -> None:
     with GraphOp(name="g") as graph:
         node = oplib.add(v=PARENT["v"], k=object())
