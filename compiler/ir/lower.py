@@ -34,9 +34,9 @@ from operonx.ir.model import (
     NodeKind,
     OpKind,
     OutputRef,
-    ResultSpec,
     SourceLoc,
     UntilExpr,
+    wrap_top_level_loop,
 )
 from operonx.ir.plan import plan_scope, scope_is_inline
 
@@ -66,24 +66,12 @@ class _Unequal:
     __hash__ = object.__hash__
 
 
-def wrap_top_loop(loop: Graph) -> Graph:
-    """A top-level loop runs as the only node of a graph, as in the Engine."""
-    state_keys = [*loop.state, *(k for k in loop.declared_inputs if k not in loop.state)]
-    node = Node(name=loop.name, kind=NodeKind.LOOP, loc=loop.loc,
-                args={k: InputRef(k) for k in state_keys}, body=loop,
-                max_concurrent=loop.max_stream_concurrent)
-    return Graph(name=loop.name, kind="graph", loc=loop.loc, nodes={loop.name: node},
-                 edges=(("START", loop.name), (loop.name, "END")),
-                 results={k: ResultSpec(loop.name, k, 0) for k in state_keys},
-                 writebacks={}, declared_inputs={}, reads=tuple(state_keys))
-
-
 def lower_module(graph: Graph, *, source_path: str, names: FunctionNames) -> ModuleIR:
     if graph.nested:
         raise CompileError(f"{graph.name!r} is a sub-graph of another graph; compile the "
                            "top-level graph", graph.loc.file, graph.loc.line)
     transparent = graph.kind == "loop"
-    scope_graph = wrap_top_loop(graph) if transparent else graph
+    scope_graph = wrap_top_level_loop(graph) if transparent else graph
     top = _lower_scope(scope_graph, "", _symbol(graph.name), names, transparent)
     optional: list[tuple[str, str]] = []
     for key, source in graph.declared_inputs.items():

@@ -14,7 +14,7 @@ from operonx.core.frame import Frame, SpanContext, new_span_id, new_trace_id
 from operonx.engine.program import Program, ScopeProgram
 from operonx.engine.runtime import FRAME_BACKLOG_HIGH, OnError, Run
 from operonx.errors import GraphError, InputError, OperonxError
-from operonx.ir.model import Const, Graph, InputRef, Node, NodeKind, ResultSpec
+from operonx.ir.model import Const, Graph, InputRef, wrap_top_level_loop
 from operonx.tracing.base import RunInfo, Tracer
 
 
@@ -48,7 +48,7 @@ class Engine:
         self.on_error: OnError = on_error
         self._program = Program()
         if self.graph.kind == "loop":
-            self._scope = ScopeProgram(_wrap_loop(self.graph), self._program, "",
+            self._scope = ScopeProgram(wrap_top_level_loop(self.graph), self._program, "",
                                        transparent=True)
         else:
             self._scope = ScopeProgram(self.graph, self._program, "")
@@ -210,18 +210,6 @@ def _end_tracers(tracers: Sequence[Tracer], info: RunInfo, error: BaseException 
             first = first or exc
     if first is not None and error is None:
         raise first
-
-
-def _wrap_loop(loop: Graph) -> Graph:
-    """A top-level loop runs as the only node of a graph whose inputs are the loop's state."""
-    state_keys = [*loop.state, *(k for k in loop.declared_inputs if k not in loop.state)]
-    node = Node(name=loop.name, kind=NodeKind.LOOP, loc=loop.loc,
-                args={k: InputRef(k) for k in state_keys}, body=loop,
-                max_concurrent=loop.max_stream_concurrent)
-    return Graph(name=loop.name, kind="graph", loc=loop.loc, nodes={loop.name: node},
-                 edges=(("START", loop.name), (loop.name, "END")),
-                 results={k: ResultSpec(loop.name, k, 0) for k in state_keys},
-                 writebacks={}, declared_inputs={}, reads=tuple(state_keys))
 
 
 def _combined_emit(run: Run, tracer_emit: Callable[[Frame], None] | None

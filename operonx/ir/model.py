@@ -212,3 +212,20 @@ class Graph:
 
     def successors(self, name: str) -> list[str]:
         return [b for a, b in self.edges if a == name]
+
+
+def wrap_top_level_loop(loop: Graph) -> Graph:
+    """A loop run on its own is the only node of a graph whose inputs are the loop's state.
+
+    The Engine and the compiler both run a top-level loop this way, so it behaves
+    exactly like the same loop used as a node (its body's op names stay unprefixed:
+    callers treat the wrapper as transparent).
+    """
+    state_keys = [*loop.state, *(k for k in loop.declared_inputs if k not in loop.state)]
+    node = Node(name=loop.name, kind=NodeKind.LOOP, loc=loop.loc,
+                args={k: InputRef(k) for k in state_keys}, body=loop,
+                max_concurrent=loop.max_stream_concurrent)
+    return Graph(name=loop.name, kind="graph", loc=loop.loc, nodes={loop.name: node},
+                 edges=(("START", loop.name), (loop.name, "END")),
+                 results={k: ResultSpec(loop.name, k, 0) for k in state_keys},
+                 writebacks={}, declared_inputs={}, reads=tuple(state_keys))
