@@ -316,22 +316,28 @@ class Harness:
                     if not out["ok"]:
                         self.log(f"  ERROR {out['error']}")
             self.scale_build[(shape, n)] = self.build_ns(path)
-        for n in self.s.scale_sizes:
-            self.log(f"scale: per-op cost, chain of {n}")
-            for engine in [e for e in self.s.engines if self.available(e)]:
-                cell = self.per_op.setdefault(engine, {}).setdefault(n, Cell())
-                spec = self.spec_for(engine, cases.CHAIN_OPS, n, self.s.repeats,
-                                     graph=scale.path("chain", n))
-                if isinstance(spec, str):
-                    cell.error = spec
-                    continue
-                out = self.worker(engine, spec)
-                if out["ok"]:
-                    cell.samples_ns, cell.units = out["samples_ns"], out["units"]
-                    cell.runs_per_sample = out["runs_per_sample"]
-                else:
-                    cell.error = out["error"]
-                    self.log(f"  {engine}: ERROR {out['error']}")
+        engines = [e for e in self.s.engines if self.available(e)]
+        rounds = min(3, self.s.rounds)  # interleaved like the cases: one loaded stretch
+        for r in range(rounds):          # must not bend one engine's curve
+            for n in self.s.scale_sizes:
+                self.log(f"scale: per-op cost, chain of {n}, round {r + 1}")
+                for engine in engines[r % len(engines):] + engines[:r % len(engines)]:
+                    cell = self.per_op.setdefault(engine, {}).setdefault(n, Cell())
+                    if cell.error:
+                        continue
+                    spec = self.spec_for(engine, cases.CHAIN_OPS, n, self.s.repeats,
+                                         graph=scale.path("chain", n))
+                    if isinstance(spec, str):
+                        cell.error = spec
+                        continue
+                    out = self.worker(engine, spec)
+                    if out["ok"]:
+                        cell.samples_ns += out["samples_ns"]
+                        cell.units = out["units"]
+                        cell.runs_per_sample = out["runs_per_sample"]
+                    else:
+                        cell.error = out["error"]
+                        self.log(f"  {engine}: ERROR {out['error']}")
 
     def build_ns(self, path: str) -> int:
         code = ("import sys, time, importlib.util as u; sys.path.insert(0, sys.argv[1]); "
@@ -714,7 +720,8 @@ def write_scale(h: Harness, add: Any) -> None:
     add("")
     add("### Per-op cost against graph size (`chain_N`, median per op)")
     add("")
-    add(f"A sample is about 10,000 op runs (10,000 / N runs of the chain); the input starts at "
+    add(f"A sample is about 10,000 op runs (10,000 / N runs of the chain), pooled over "
+        f"{min(3, h.s.rounds)} interleaved round(s); the input starts at "
         f"{cases.CHAIN_START:,} so every `x + 1` allocates an int at every size.")
     add("")
     engines = [e for e in ENGINES if e in h.s.engines]
