@@ -29,7 +29,7 @@ run: $(VENV)/.installed-run
 # The whole suite: pytest, mypy --strict (package and generated modules), ruff.
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest -q
-	$(PY) -m mypy operonx compiler
+	$(PY) -m mypy --strict operonx compiler
 	$(PY) -m ruff check operonx compiler tests examples bench
 
 # Benchmarks against hand-written asyncio and operonx 1.35 from PyPI (see bench/README.md).
