@@ -15,6 +15,7 @@ Both follow the plan's regions and levels exactly as the Engine does.
 
 from __future__ import annotations
 
+import re
 import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -182,6 +183,13 @@ class ScopeWriter:
         from an exact ``dict`` means the key is missing); readers then use the locals.
         """
         keys = tuple(st.needed)
+        if st.outputs_proven:
+            # The op's every return/yield is a dict literal with these keys: nothing to check.
+            for key in keys if unpack else ():
+                local = self.ns.fresh(f"{st.name}_{key}")
+                w(f"{local} = {var}[{key!r}]")
+                self.unpacked[(st.name, key)] = local
+            return
         if unpack and keys:
             with w.block(f"if {var}.__class__ is not dict:"):
                 w(f"{var} = _outputs({st.qualname!r}, {idx}, {var}, {keys!r})")
@@ -534,8 +542,8 @@ class ScopeWriter:
         else:
             w(f"{it} = {st.function}({self._call_args(st)})")
         enumerated = not traced and not is_async  # for i, item in enumerate(...)
+        counter_init_at = len(w.lines)
         w(f"{counter} = {-1 if enumerated else 0}")
-        fail_idx = ctx.deeper(f"{counter} + 1", span).idx if enumerated else child.idx
         started = self.ns.fresh(f"{st.name}_t0") if traced else ""
         with w.block("try:"):
             if tasks:
@@ -548,6 +556,7 @@ class ScopeWriter:
             item = self.ns.fresh(f"{st.name}_item") if traced else var
             loop = (f"for {counter}, {item} in enumerate({it}):" if enumerated
                     else f"{'async ' if is_async else ''}for {item} in {it}:")
+            loop_at = len(w.lines)
             with w.block(loop):
                 if traced:
                     w(f"{var} = rt.check({st.qualname!r}, {child.idx}, {item}, "
@@ -572,6 +581,13 @@ class ScopeWriter:
                 if traced:
                     w("await rt.drain()")
                     w(f"{started} = time.time_ns()")
+            if enumerated and not _mentions(w.lines[loop_at + 1:], counter):
+                # Only a failing generator needs the index (after the loop): say so in its name.
+                unused = self.ns.fresh(f"_{counter}")
+                for at in (counter_init_at, loop_at):
+                    w.lines[at] = re.sub(rf"\b{re.escape(counter)}\b", unused, w.lines[at], count=1)
+                counter = unused
+            fail_idx = ctx.deeper(f"{counter} + 1", span).idx if enumerated else child.idx
             if tasks:
                 w.depth -= 1
                 with w.block("except (OperonxError, BaseExceptionGroup):"):
@@ -732,3 +748,9 @@ class ScopeWriter:
             with w.block(f"if {n} >= {limit}:"):
                 w(f"rt.fail({st.qualname!r}, {ctx.idx}, _loop_limit({st.qualname!r}, {limit}))")
                 w("break")
+
+
+def _mentions(lines: list[str], name: str) -> bool:
+    """Whether generated ``lines`` use the identifier ``name``."""
+    pattern = re.compile(rf"\b{re.escape(name)}\b")
+    return any(pattern.search(line) for line in lines)

@@ -66,6 +66,12 @@ class _Unequal:
     __hash__ = object.__hash__
 
 
+def _outputs_proven(node: Node, needed: list[str]) -> bool:
+    """Whether the op's own source guarantees a dict with every needed key."""
+    proven = node.op.proven_outputs if node.op is not None else None
+    return proven is not None and set(needed) <= set(proven)
+
+
 def lower_module(graph: Graph, *, source_path: str, names: FunctionNames) -> ModuleIR:
     if graph.nested:
         raise CompileError(f"{graph.name!r} is a sub-graph of another graph; compile the "
@@ -162,7 +168,7 @@ def _lower_scope(graph: Graph, qual: str, symbol: str, names: FunctionNames,
             needed=tuple(dict.fromkeys(needed[name])), deps=tuple(region.deps[name]),
             context=node.context, max_concurrent=node.max_concurrent,
             fuse=node.op.fuse if node.op is not None else False, loc=node.loc, body=body,
-            positional=_positional(node)))
+            positional=_positional(node), outputs_proven=_outputs_proven(node, needed[name])))
     regions = tuple(
         RegionIR(generator=r.generator, context=ctx,
                  levels=tuple(tuple(level) for level in r.levels),

@@ -63,6 +63,9 @@ class StageIR:
     body: ScopeIR | None = None  # sub-graph or loop body
     inline_loop: bool = False  # loop: the ``while`` is emitted in the caller (pass inline_loops)
     positional: tuple[str, ...] = ()  # args that may be passed positionally, in signature order
+    # Every return/yield of the op is a dict literal with the needed keys (proven from its
+    # source), so the run path needs no outputs check after the call.
+    outputs_proven: bool = False
 
     @property
     def awaits(self) -> bool:

@@ -114,3 +114,67 @@ def _result_expressions(tree: ast.FunctionDef | ast.AsyncFunctionDef,
             found.append(node.value)  # type: ignore[attr-defined]
         stack.extend(reversed(list(ast.iter_child_nodes(node))))
     return found
+
+
+def proven_outputs(tree: ast.FunctionDef | ast.AsyncFunctionDef | None,
+                   kind: OpKind) -> tuple[str, ...] | None:
+    """Keys the function's result dict is *guaranteed* to have, read from its source.
+
+    A proof, not a guess: every ``return`` (or ``yield``) is a dict literal with
+    constant string keys, and a plain function cannot fall off its end (which
+    would return ``None``). The result is the keys every literal shares. The
+    compiler drops the run-time outputs check for an op whose needed keys are
+    proven; anything else (``yield from``, a bare ``return``, a ``**spread``)
+    gives None and keeps the check.
+    """
+    if tree is None:
+        return None
+    if any(isinstance(node, ast.YieldFrom) for node in _own_nodes(tree)):
+        return None
+    values = _result_expressions(tree, kind)
+    if not values:
+        return None
+    if not kind.is_generator and not _always_exits(tree.body):
+        return None
+    shared: set[str] | None = None
+    for value in values:
+        if not isinstance(value, ast.Dict) or any(
+                not (isinstance(k, ast.Constant) and isinstance(k.value, str))
+                for k in value.keys):
+            return None
+        keys = {k.value for k in value.keys
+                if isinstance(k, ast.Constant) and isinstance(k.value, str)}
+        shared = keys if shared is None else shared & keys
+    return tuple(sorted(shared or ()))
+
+
+def _own_nodes(tree: ast.FunctionDef | ast.AsyncFunctionDef) -> list[ast.AST]:
+    """Every node of the function's body, not descending into nested scopes."""
+    found: list[ast.AST] = []
+    stack: list[ast.AST] = list(tree.body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+            continue
+        found.append(node)
+        stack.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def _always_exits(body: list[ast.stmt]) -> bool:
+    """Conservatively: control cannot reach the end of ``body`` (it returns or raises)."""
+    if not body:
+        return False
+    last = body[-1]
+    if isinstance(last, (ast.Return, ast.Raise)):
+        return True
+    if isinstance(last, ast.If):
+        return _always_exits(last.body) and _always_exits(last.orelse)
+    if isinstance(last, (ast.With, ast.AsyncWith)):
+        return _always_exits(last.body)
+    if isinstance(last, ast.Try):
+        if _always_exits(last.finalbody):
+            return True
+        return ((_always_exits(last.body) or _always_exits(last.orelse))
+                and all(_always_exits(h.body) for h in last.handlers))
+    return False

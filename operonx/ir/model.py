@@ -67,6 +67,8 @@ class OpDef:
     fuse: bool
     loc: SourceLoc
     return_annotation: str | None
+    # Keys every returned/yielded dict provably has (see introspect.proven_outputs).
+    proven_outputs: tuple[str, ...] | None = None
 
     @property
     def runs_inline(self) -> bool:
