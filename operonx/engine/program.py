@@ -39,6 +39,9 @@ def _not_an_op(**_kwargs: Any) -> Any:
     raise AssertionError("sub-graphs and loops are not called as functions")
 
 
+_FAILED: Any = object()  # an awaited op failed and collect mode recorded it
+
+
 class _Skip(Exception):
     """Internal: an execution failed under on_error='collect'; its dependents are skipped."""
 
@@ -66,8 +69,11 @@ class ScopeProgram:
     """Runs one scope (graph body) and returns its outputs (END results + write-backs)."""
 
     def __init__(self, graph: Graph, program: Program, qual: str,
-                 transparent: bool = False) -> None:
+                 transparent: bool = False, sole_instance: bool = True) -> None:
         # ``transparent``: a wrapper scope whose node names do not prefix its bodies' op names.
+        # ``sole_instance``: at most one run of this scope is in flight at a time (the top
+        # level, or a body run once per run of a node that is itself sole), which lets a
+        # generator's frame window stand in for its only consumer's semaphore.
         self.graph = graph
         self.qual = qual
         self.plan: ScopePlan = plan_scope(graph)
@@ -77,12 +83,16 @@ class ScopeProgram:
                               and (graph.kind == "graph" or k in graph.writebacks)]
         buffers = _collect_buffers(graph, program)
         nodes = {name: NodeProgram(graph, graph.nodes[name], program, qual, buffers,
-                                   transparent)
+                                   transparent, sole_instance and not graph.nodes[name].context)
                  for name in self.plan.order}
         self.regions = {ctx: RegionProgram(region, nodes) for ctx, region in
                         self.plan.regions.items()}
         for node in nodes.values():
             node.child = self.regions.get(node.node.out_context) if node.node.is_generator else None
+            sole = node.child.sole_awaited if node.child is not None else None
+            if node.sole_instance and sole is not None:
+                # One driver, so at most ``window`` (= the op's own bound) runs at once.
+                sole.skip_semaphore = True
         self.root = self.regions[()]
 
     def run_sync(self, run: Run, inputs: dict[str, Any], index: tuple[int, ...],
@@ -128,6 +138,9 @@ class RegionProgram:
         self.window = region.window
         self.levels = [[nodes[n] for n in level] for level in region.levels]
         self.flat = [n for level in self.levels for n in level]
+        # The common fan-out shape: a frame is one awaited op. Its frames skip the level loop.
+        only = self.flat[0] if len(self.flat) == 1 else None
+        self.sole_awaited = only if only is not None and only.awaited else None
 
     def run_sync(self, run: Run, inst: Inst) -> None:
         for node in self.flat:
@@ -169,8 +182,10 @@ class NodeProgram:
 
     def __init__(self, graph: Graph, node: Node, program: Program, qual: str,
                  buffers: Mapping[tuple[str, str, str], int],
-                 transparent: bool = False) -> None:
+                 transparent: bool = False, sole_instance: bool = False) -> None:
         self.node = node
+        self.sole_instance = sole_instance
+        self.skip_semaphore = False
         self.name = node.name
         self.qualname = qual + node.name
         self.loc = node.loc
@@ -187,13 +202,15 @@ class NodeProgram:
         op = node.op
         self.fn: Callable[..., Any] = op.fn if op is not None else _not_an_op
         self.plain_sync = op is not None and op.kind is OpKind.SYNC and op.bound is None
+        # An async def, or a def run in the thread pool: one awaited call per execution.
+        self.awaited = op is not None and (op.kind is OpKind.ASYNC or op.bound == "cpu")
         self.semaphore: int | None = None
         if op is not None and (op.kind in (OpKind.ASYNC, OpKind.ASYNCGEN) or op.bound == "cpu"):
             self.semaphore = program.semaphore(node.max_concurrent)
         self.body: ScopeProgram | None = None
         if node.body is not None:
             self.body = ScopeProgram(node.body, program, "" if transparent
-                                     else f"{self.qualname}.")
+                                     else f"{self.qualname}.", sole_instance=sole_instance)
         self.until: Callable[[Mapping[str, Any]], Any] | None = None
         if node.kind is NodeKind.LOOP:
             assert node.body is not None
@@ -353,22 +370,33 @@ class NodeProgram:
         semaphore = run.semaphores[self.semaphore]
         assert semaphore is not None
         kwargs = self.bind(inst)
-        async with semaphore:
-            start = time.time_ns() if run.emit is not None else 0
-            try:
-                if op.bound == "cpu":
-                    loop = asyncio.get_running_loop()
-                    out = await loop.run_in_executor(None, functools.partial(op.fn, **kwargs))
-                else:
-                    out = await op.fn(**kwargs)
-            except Exception as exc:
-                self.failed(run, inst, inst.index, exc)
-                return
+        if self.skip_semaphore:
+            out = await self._await_op(run, inst, kwargs)
+        else:
+            async with semaphore:
+                out = await self._await_op(run, inst, kwargs)
+        if out is _FAILED:
+            return
+        start, out = out
         out = self._valid_outputs(run, inst, out, inst.index)
         if out is not None:
             self.publish(inst, out)
             if run.emit is not None:
                 run.frame(self.qualname, out, inst.index, inst.span, start)
+
+    async def _await_op(self, run: Run, inst: Inst, kwargs: dict[str, Any]) -> Any:
+        """(start time, return value) of one awaited call, or _FAILED once it is recorded."""
+        start = time.time_ns() if run.emit is not None else 0
+        try:
+            if self.node.op.bound == "cpu":  # type: ignore[union-attr]
+                loop = asyncio.get_running_loop()
+                out = await loop.run_in_executor(None, functools.partial(self.fn, **kwargs))
+            else:
+                out = await self.fn(**kwargs)
+        except Exception as exc:
+            self.failed(run, inst, inst.index, exc)
+            return _FAILED
+        return start, out
 
     def _new_frame(self, run: Run, inst: Inst, position: int, item: Any,
                    start_ns: int) -> Inst | None:
@@ -424,6 +452,11 @@ class NodeProgram:
         inline = child_region.inline
         unbuffered = run.backlog is None
         window = asyncio.Semaphore(child_region.window)
+        sole = child_region.sole_awaited
+
+        def release(_frame: asyncio.Task[None]) -> None:
+            window.release()
+
         is_async = self.node.op.kind is OpKind.ASYNCGEN
         op_semaphore = run.semaphores[self.semaphore] if self.semaphore is not None else None
         if op_semaphore is not None:
@@ -452,8 +485,11 @@ class NodeProgram:
                             await child_region.run_async(run, child)
                         else:
                             await window.acquire()
-                            group.create_task(_run_frame(child_region, run, child, window))
-                        await run.wait_for_consumer()
+                            frame = (sole.call_async(run, child) if sole is not None
+                                     else child_region.run_async(run, child))
+                            group.create_task(frame).add_done_callback(release)
+                        if not unbuffered:
+                            await run.wait_for_consumer()
                 finally:
                     if is_async:
                         await gen.aclose()
@@ -519,14 +555,6 @@ class NodeProgram:
             if self._loop_step(run, inst, state, out, iteration, errors_before):
                 break
         self.publish(inst, state)
-
-
-async def _run_frame(region: RegionProgram, run: Run, child: Inst,
-                     window: asyncio.Semaphore) -> None:
-    try:
-        await region.run_async(run, child)
-    finally:
-        window.release()
 
 
 # ---------------------------------------------------------------- argument reads
