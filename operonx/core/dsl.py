@@ -8,11 +8,13 @@ validates the draft into the IR (:class:`operonx.ir.model.Graph`).
 
 from __future__ import annotations
 
+import bisect
 import contextvars
 import functools
 import keyword
 import os
 import sys
+import types
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, overload
 
@@ -46,7 +48,37 @@ def user_loc() -> SourceLoc:
         frame = frame.f_back  # type: ignore[assignment]
     if frame is None:
         return SourceLoc("<unknown>", 0)
-    return SourceLoc(frame.f_code.co_filename, frame.f_lineno)
+    return SourceLoc(frame.f_code.co_filename, _line_of(frame))
+
+
+# code id -> (code, end offsets, lines) of its co_lines() ranges; a few big code objects
+_LINE_TABLES: dict[int, tuple[types.CodeType, list[int], list[int | None]]] = {}
+_BIG_CODE = 4096  # bytes of bytecode above which ``frame.f_lineno`` is worth a table
+
+
+def _line_of(frame: types.FrameType) -> int:
+    """``frame.f_lineno``, in O(log n).
+
+    CPython finds ``f_lineno`` by scanning the code's line table from the start, so in
+    a graph file of N ops (one big module body) every op call and ``>>`` would cost O(N).
+    For big code objects, map the frame's last instruction through a cached table instead.
+    """
+    code = frame.f_code
+    if len(code.co_code) < _BIG_CODE:
+        return frame.f_lineno
+    entry = _LINE_TABLES.get(id(code))
+    if entry is None or entry[0] is not code:
+        if len(_LINE_TABLES) >= 8:
+            _LINE_TABLES.clear()
+        ends: list[int] = []
+        lines: list[int | None] = []
+        for _start, end, line in code.co_lines():  # contiguous [start, end) ranges
+            ends.append(end)
+            lines.append(line)
+        entry = _LINE_TABLES[id(code)] = (code, ends, lines)
+    i = bisect.bisect_right(entry[1], frame.f_lasti)
+    line = entry[2][i] if i < len(entry[2]) else None
+    return line if line is not None else frame.f_lineno
 
 
 def _current_block() -> GraphOp | None:
@@ -450,9 +482,14 @@ class GraphOp(_Handle):
             loc = user_loc()
             raise GraphError(f"graph {self.name!r} already has a node named {base!r}",
                              loc.file, loc.line, "names given with name= must be unique")
-        n = 2
+        # Names are never removed, so every ``base_K`` below the last one handed out is
+        # still taken: resume the scan there (``double``, ``double_2``, ``double_3``, ...,
+        # skipping names already taken with name=) instead of from 2 every time.
+        counters = self._draft_or_raise().name_counters
+        n = counters.get(base, 2)
         while f"{base}_{n}" in nodes:
             n += 1
+        counters[base] = n + 1
         return f"{base}_{n}"
 
     def _add_op(self, definition: OpDef, args: tuple[Any, ...],

@@ -46,6 +46,8 @@ class ScopeDraft:
     nodes: dict[str, Node] = field(default_factory=dict)
     edges: dict[tuple[str, str], SourceLoc] = field(default_factory=dict)
     writebacks: list[tuple[OutputRef, str, SourceLoc]] = field(default_factory=list)
+    # base name -> the next ``_N`` suffix to try for it (see GraphOp._unique_name)
+    name_counters: dict[str, int] = field(default_factory=dict)
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
@@ -61,12 +63,12 @@ def finalize(draft: ScopeDraft) -> Graph:
     nodes = draft.nodes
     _check_connected(draft)
     order = _topological_order(draft)
-    ancestors = _ancestors(draft, order)
+    unordered = _unordered_reads(draft, order)
     for name in order:
         node = nodes[name]
         for arg, source in node.args.items():
             if isinstance(source, OutputRef):
-                _check_ref(draft, node, arg, source, ancestors)
+                _check_ref(draft, node, arg, source, unordered)
         node.context = _context_of(draft, node)
     for ref, _target, loc in draft.writebacks:
         _check_ref_key(draft, ref, loc)
@@ -108,28 +110,43 @@ def _check_connected(draft: ScopeDraft) -> None:
 
 
 def _topological_order(draft: ScopeDraft) -> list[str]:
-    """Declaration order, constrained by ``>>`` edges; a cycle is a GraphError."""
+    """Declaration order, constrained by ``>>`` edges; a cycle is a GraphError.
+
+    Round by round, every node whose predecessors are all placed, in declaration
+    order: that is, ordered by (longest ``>>`` path from a source, declaration index).
+    Computed with Kahn's algorithm in O(nodes + edges).
+    """
     names = list(draft.nodes)
     preds: dict[str, set[str]] = {n: set() for n in names}
+    succs: dict[str, list[str]] = {n: [] for n in names}
     for a, b in draft.edges:
         if a in preds and b in preds:
             preds[b].add(a)
-    done: list[str] = []
-    placed: set[str] = set()
-    remaining = names[:]
-    while remaining:
-        ready = [n for n in remaining if preds[n] <= placed]
-        if not ready:
-            cycle = _find_cycle({n: preds[n] - placed for n in remaining})
-            first = draft.nodes[cycle[0]]
-            raise _err("cycle in graph " f"{draft.name!r}: " + " >> ".join([*cycle, cycle[0]]),
-                       first.loc, "ops may not feed back into themselves; use GraphOp.loop "
-                       "for feedback, writing state with `node['k'] >> PARENT['x']`")
-        for n in ready:
-            done.append(n)
-            placed.add(n)
-        remaining = [n for n in remaining if n not in placed]
-    return done
+            succs[a].append(b)
+    missing = {n: len(preds[n]) for n in names}  # predecessors not placed yet
+    depth = dict.fromkeys(names, 0)  # the round a node is placed in
+    ready = [n for n in names if not missing[n]]
+    placed = 0
+    while placed < len(ready):  # ``ready`` doubles as the FIFO of placed nodes
+        a = ready[placed]
+        placed += 1
+        for b in succs[a]:
+            depth[b] = max(depth[b], depth[a] + 1)
+            missing[b] -= 1
+            if not missing[b]:
+                ready.append(b)
+    if placed < len(names):
+        done = set(ready)
+        remaining = [n for n in names if n not in done]
+        cycle = _find_cycle({n: preds[n] - done for n in remaining})
+        first = draft.nodes[cycle[0]]
+        raise _err("cycle in graph " f"{draft.name!r}: " + " >> ".join([*cycle, cycle[0]]),
+                   first.loc, "ops may not feed back into themselves; use GraphOp.loop "
+                   "for feedback, writing state with `node['k'] >> PARENT['x']`")
+    rounds: list[list[str]] = [[] for _ in range(1 + max(depth.values(), default=-1))]
+    for n in names:
+        rounds[depth[n]].append(n)
+    return [n for level in rounds for n in level]
 
 
 def _find_cycle(preds: dict[str, set[str]]) -> list[str]:
@@ -146,16 +163,46 @@ def _find_cycle(preds: dict[str, set[str]]) -> list[str]:
     return cycle
 
 
-def _ancestors(draft: ScopeDraft, order: list[str]) -> dict[str, set[str]]:
-    result: dict[str, set[str]] = {}
+def _unordered_reads(draft: ScopeDraft, order: list[str]) -> set[tuple[str, str]]:
+    """The (producer, reader) pairs of ``node["k"]`` reads with no ``>>`` path between them.
+
+    Most reads come from a direct predecessor (one set lookup). The others are
+    grouped by producer: one forward search from each such producer, which never
+    goes deeper (in ``>>`` rounds) than its deepest pending reader and stops as
+    soon as every pending reader is found.
+    """
+    nodes = draft.nodes
+    preds: dict[str, set[str]] = {n: set() for n in nodes}
+    succs: dict[str, list[str]] = {n: [] for n in nodes}
+    for a, b in draft.edges:
+        if a in nodes and b in nodes:
+            preds[b].add(a)
+            succs[a].append(b)
+    pending: dict[str, set[str]] = {}  # producer -> readers with no direct edge from it
     for name in order:
-        acc: set[str] = set()
-        for a, b in draft.edges:
-            if b == name and a in draft.nodes:
-                acc.add(a)
-                acc |= result[a]
-        result[name] = acc
-    return result
+        for source in nodes[name].args.values():
+            if isinstance(source, OutputRef) and source.node not in preds[name]:
+                pending.setdefault(source.node, set()).add(name)
+    if not pending:
+        return set()
+    depth: dict[str, int] = {}  # longest path from a source: an edge always goes deeper
+    for name in order:
+        depth[name] = 1 + max((depth[p] for p in preds[name]), default=-1)
+    unordered: set[tuple[str, str]] = set()
+    for producer, readers in pending.items():
+        left = set(readers)
+        limit = max(depth[r] for r in left)
+        seen = {producer}
+        stack = [producer]
+        while stack and left:
+            for b in succs[stack.pop()]:
+                if b not in seen:
+                    seen.add(b)
+                    left.discard(b)
+                    if depth[b] < limit:
+                        stack.append(b)
+        unordered.update((producer, r) for r in left)
+    return unordered
 
 
 def _check_ref_key(draft: ScopeDraft, ref: OutputRef, loc: SourceLoc) -> None:
@@ -175,9 +222,9 @@ def _check_ref_key(draft: ScopeDraft, ref: OutputRef, loc: SourceLoc) -> None:
 
 
 def _check_ref(draft: ScopeDraft, node: Node, arg: str, ref: OutputRef,
-               ancestors: dict[str, set[str]]) -> None:
+               unordered: set[tuple[str, str]]) -> None:
     _check_ref_key(draft, ref, node.loc)
-    if ref.node not in ancestors[node.name]:
+    if (ref.node, node.name) in unordered:
         raise _err(f"{node.name!r} reads {ref.node}[{ref.key!r}] (argument {arg!r}) but nothing "
                    f"orders {ref.node!r} before {node.name!r}", node.loc,
                    f"did you mean to add `{ref.node} >> {node.name}`?")

@@ -18,6 +18,7 @@ concurrently. Both the Engine and the compiler execute exactly this plan.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -79,11 +80,13 @@ def plan_scope(graph: Graph) -> ScopePlan:
     for region in regions.values():
         region.deps = {n: [] for n in region.nodes}
 
+    hoisted: set[tuple[tuple[str, ...], str, str]] = set()  # deps already recorded
     for a, b in _dependencies(graph):
         na, nb = graph.nodes[a], graph.nodes[b]
         common = _common_prefix(na.context, nb.context)
         ra, rb = _representative(na, common), _representative(nb, common)
-        if ra != rb and ra not in regions[common].deps[rb]:
+        if ra != rb and (common, rb, ra) not in hoisted:
+            hoisted.add((common, rb, ra))
             regions[common].deps[rb].append(ra)
 
     for region in regions.values():
@@ -122,42 +125,56 @@ def _dependencies(graph: Graph) -> list[tuple[str, str]]:
 
 
 def _topo(graph: Graph) -> list[str]:
-    preds: dict[str, set[str]] = {n: set() for n in graph.nodes}
+    """Repeatedly the first node, in declaration order, whose dependencies are all placed.
+
+    Kahn's algorithm with a heap of ready nodes keyed by declaration index.
+    """
+    index = {name: i for i, name in enumerate(graph.nodes)}
+    names = list(graph.nodes)
+    missing = dict.fromkeys(names, 0)  # dependencies not placed yet
+    succs: dict[str, list[str]] = {n: [] for n in names}
     for a, b in _dependencies(graph):
-        preds[b].add(a)
+        missing[b] += 1
+        succs[a].append(b)
+    ready = [index[n] for n in names if not missing[n]]  # already a heap: ascending
     order: list[str] = []
-    placed: set[str] = set()
-    while len(order) < len(preds):
-        for name in preds:
-            if name not in placed and preds[name] <= placed:
-                order.append(name)
-                placed.add(name)
-                break
-        else:  # pragma: no cover - finalize() already refused cycles
-            raise AssertionError("cycle")
+    while ready:
+        name = names[heapq.heappop(ready)]
+        order.append(name)
+        for b in succs[name]:
+            missing[b] -= 1
+            if not missing[b]:
+                heapq.heappush(ready, index[b])
+    if len(order) < len(names):  # pragma: no cover - finalize() already refused cycles
+        raise AssertionError("cycle")
     return order
 
 
 def _levels(region: Region) -> list[list[str]]:
     """Longest-path layers; a cycle here means a frame would wait for its own stream's end."""
     level: dict[str, int] = {}
-    pending = list(region.nodes)
-    while pending:
-        progressed = False
-        for name in list(pending):
-            deps = region.deps[name]
-            if all(d in level for d in deps):
-                level[name] = 1 + max((level[d] for d in deps), default=-1)
-                pending.remove(name)
-                progressed = True
-        if not progressed:
-            node = region.scope.nodes[pending[0]]
-            waits = [d for d in region.deps[node.name] if d not in level]
-            raise GraphError(
-                f"{node.name!r} must wait for the whole stream of {waits[0]!r} to end, yet it "
-                f"also feeds ops that run once per frame of that stream", node.loc.file,
-                node.loc.line, "a per-frame op cannot depend on the end of its own stream; "
-                "move the per-frame consumer after a .collect()")
+    missing: dict[str, int] = {}  # dependencies without a level yet
+    dependents: dict[str, list[str]] = {}
+    for name in region.nodes:
+        deps = region.deps[name]
+        missing[name] = len(deps)
+        for d in deps:
+            dependents.setdefault(d, []).append(name)
+    queue = [name for name in region.nodes if not missing[name]]
+    for name in queue:  # grows while iterated: Kahn's algorithm
+        level[name] = 1 + max((level[d] for d in region.deps[name]), default=-1)
+        for b in dependents.get(name, ()):
+            missing[b] -= 1
+            if not missing[b]:
+                queue.append(b)
+    if len(level) < len(region.nodes):
+        node = region.scope.nodes[next(n for n in region.nodes if n not in level)]
+        waits = [d for d in region.deps[node.name] if d not in level]
+        raise GraphError(
+            f"{node.name!r} must wait for the whole stream of {waits[0]!r} to end, yet it "
+            f"also feeds ops that run once per frame of that stream", node.loc.file,
+            node.loc.line, "a per-frame op cannot depend on the end of its own stream; "
+            "move the per-frame consumer after a .collect()")
     grouped: list[list[str]] = [[] for _ in range(1 + max(level.values(), default=-1))]
     for name in region.nodes:
         grouped[level[name]].append(name)
