@@ -589,23 +589,40 @@ def _publication(graph: Graph, node: Node, buffers: Mapping[tuple[str, str, str]
         tuple[str, ...], list[tuple[int, str, bool]], list[tuple[str, str]],
         list[tuple[str, str]]]:
     """Which keys must exist, which buffers and result keys this node's outputs feed."""
+    reads, collected, specs = _publication_index(graph)
     needed: list[str] = []
     collectors: list[tuple[int, str, bool]] = []
-    for (producer, key, mode), buffer_id in buffers.items():
-        if producer == node.name:
-            collectors.append((buffer_id, key, mode == "ordered"))
-            needed.append(key)
-    for other in graph.nodes.values():
-        for source in other.args.values():
-            if isinstance(source, OutputRef) and source.node == node.name:
-                needed.append(source.key)
+    for key, mode in collected.get(node.name, ()):  # in ``buffers`` order
+        collectors.append((buffers[(node.name, key, mode)], key, mode == "ordered"))
+        needed.append(key)
+    needed += reads.get(node.name, ())
     plain: list[tuple[str, str]] = []
     streamed: list[tuple[str, str]] = []
-    specs = list(graph.writebacks.items())
-    if graph.kind == "graph":
-        specs = [*graph.results.items(), *specs]
-    for result_key, spec in specs:
-        if spec.node == node.name:
-            needed.append(spec.key)
-            (streamed if spec.depth > 0 else plain).append((result_key, spec.key))
+    for result_key, key, depth in specs.get(node.name, ()):
+        needed.append(key)
+        (streamed if depth > 0 else plain).append((result_key, key))
     return tuple(dict.fromkeys(needed)), collectors, plain, streamed
+
+
+@functools.cache
+def _publication_index(graph: Graph) -> tuple[
+        dict[str, list[str]], dict[str, list[tuple[str, str]]],
+        dict[str, list[tuple[str, str, int]]]]:
+    """Per producer, once per scope: the keys read from it (in node order), its collected
+    (key, mode) pairs (in ``_collect_buffers`` order) and the (result key, output key,
+    depth) of the results and write-backs it feeds."""
+    reads: dict[str, list[str]] = {}
+    collected: dict[str, dict[tuple[str, str], None]] = {}
+    for other in graph.nodes.values():
+        for source in other.args.values():
+            if isinstance(source, OutputRef):
+                reads.setdefault(source.node, []).append(source.key)
+                if source.collect is not None:
+                    collected.setdefault(source.node, {})[(source.key, source.collect)] = None
+    specs: dict[str, list[tuple[str, str, int]]] = {}
+    results = list(graph.writebacks.items())
+    if graph.kind == "graph":
+        results = [*graph.results.items(), *results]
+    for result_key, spec in results:
+        specs.setdefault(spec.node, []).append((result_key, spec.key, spec.depth))
+    return reads, {k: list(v) for k, v in collected.items()}, specs
