@@ -143,6 +143,13 @@ class _Extractor:
         self.module_edges: dict[str, list[str]] = {}
         self.function_names: dict[Callable[..., Any], str] = {}
         self.renames: dict[Callable[..., Any], dict[str, str]] = {}
+        self.suffix: dict[str, int] = {}  # desired name -> next ``_N`` to try (see _name)
+        # Per module, computed once: each module-level name's place in ``bindings`` and
+        # (kept up to date by _name) the ones whose generated name differs.
+        self.binding_position: dict[str, dict[str, int]] = {}
+        self.key_bindings: dict[EntityKey, list[tuple[str, str]]] = {}  # -> (file, name)
+        self.module_renamed: dict[str, dict[str, str]] = {}
+        self.renames_cache: dict[str, dict[str, str] | None] = {}  # None: changed since built
 
     # ------------------------------------------------------------------ driver
 
@@ -204,24 +211,56 @@ class _Extractor:
         """The generated module's name for an entity: ``desired``, or with a ``_N`` suffix."""
         if key in self.names:
             return self.names[key]
-        candidate, n = desired, 2
-        while candidate in self.taken:
-            candidate, n = f"{desired}_{n}", n + 1
+        candidate = desired
+        if candidate in self.taken:
+            # Names are never released: every ``desired_K`` below the last one handed out
+            # is still taken, so resume there rather than at 2.
+            n = self.suffix.get(desired, 2)
+            while f"{desired}_{n}" in self.taken:
+                n += 1
+            self.suffix[desired] = n + 1
+            candidate = f"{desired}_{n}"
         self.taken.add(candidate)
         self.names[key] = candidate
+        for file, name in self.key_bindings.get(key, ()):
+            self._note_rename(file, name, candidate)
         return candidate
 
     def _module_renames(self, info: ModuleInfo) -> dict[str, str]:
-        renames: dict[str, str] = {}
-        for name, statements in info.bindings.items():
-            key: EntityKey = ("def", info.file, name)
-            if statements and statements[-1].is_import:
-                imp = next(i for i in statements[-1].imports if i.bound == name)
-                key = _import_key(imp)
-            generated = self.names.get(key)
-            if generated is not None and generated != name:
-                renames[name] = generated
-        return renames
+        """Module-level names of ``info`` as written -> generated name, where they differ.
+
+        Maintained as names are generated (see _name) rather than rescanned per op, so a
+        module defining N ops costs O(N), not O(N²); listed in ``bindings`` order.
+        """
+        file = info.file
+        if file not in self.binding_position:
+            keys: dict[str, EntityKey] = {}
+            for name, statements in info.bindings.items():
+                key: EntityKey = ("def", file, name)
+                if statements and statements[-1].is_import:
+                    imp = next(i for i in statements[-1].imports if i.bound == name)
+                    key = _import_key(imp)
+                keys[name] = key
+                self.key_bindings.setdefault(key, []).append((file, name))
+            self.binding_position[file] = {name: i for i, name in enumerate(keys)}
+            self.module_renamed[file] = {}
+            self.renames_cache[file] = None
+            for name, key in keys.items():
+                generated = self.names.get(key)
+                if generated is not None:
+                    self._note_rename(file, name, generated)
+        cached = self.renames_cache[file]
+        if cached is None:
+            renamed = self.module_renamed[file]
+            position = self.binding_position[file]
+            cached = dict(sorted(renamed.items(), key=lambda item: position[item[0]]))
+            self.renames_cache[file] = cached
+        return cached  # shared by the module's ops until a new rename: read-only
+
+    def _note_rename(self, file: str, name: str, generated: str) -> None:
+        if generated != name:
+            self.module_renamed[file][name] = generated
+            self.renames_cache[file] = None
 
     # ---------------------------------------------------------------- copying
 
