@@ -1,6 +1,8 @@
 """Synthetic graphs of 10, 100 and 1,000 ops, for compile-time and per-op-cost scaling.
 
     python bench/scale.py            # writes bench/out/scale/{chain,fanout}_{10,100,1000}.py
+    python bench/scale.py --measure [--sizes 10,100,1000,3000]
+                                     # in-process: DSL build, Engine(), compile -O2, per op
 
 * ``chain_N``: ``step`` used N times in a chain (``x + 1`` each), no stream.
   Also run on every engine: per-op cost against graph size (the PNG plot).
@@ -10,9 +12,13 @@
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import os
 import sys
+import time
+from collections.abc import Callable
+from typing import Any
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 SCALE_DIR = os.path.join(BENCH_DIR, "out", "scale")
@@ -76,7 +82,77 @@ def superlinear(points: list[tuple[int, float]], tolerance: float = 1.5) -> str 
     return None
 
 
-if __name__ == "__main__":
-    for (shape, n), p in sorted(generate().items()):
+def _best(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
+    """The fastest of ``repeat`` calls of ``fn()`` (seconds), and the last result."""
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def measure(sizes: tuple[int, ...], repeat: int = 3) -> list[str]:
+    """Time, in this process: building each graph (importing its file: the DSL and
+    validation), ``Engine(graph)``, and ``compiler.compile_graph(..., opt_level=2)``.
+    Fastest of ``repeat`` (1 above 1,000 ops). Returns Markdown table lines."""
+    sys.path.insert(0, os.path.dirname(BENCH_DIR))
+    from compiler import compile_graph
+    from compiler.frontend.load import load_module
+    from operonx.engine.engine import Engine
+
+    paths = generate(sizes)
+    rows = ["| graph | build | Engine() | compile -O2 | build per op | Engine per op "
+            "| compile per op |", "|---|---:|---:|---:|---:|---:|---:|"]
+    points: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    for shape in SHAPES:
+        for n in sizes:
+            path = paths[(shape, n)]
+            reps = repeat if n <= 1000 else 1
+            compile_graph(load_module(path).graph, source_path=path, graph_name="graph",
+                          opt_level=2)  # warm-up: imports, caches
+            build, module = _best(lambda p=path: load_module(p), reps)
+            graph = module.graph
+            engine, _ = _best(lambda g=graph: Engine(g), reps)
+            comp, _ = _best(lambda g=graph, p=path: compile_graph(
+                g, source_path=p, graph_name="graph", opt_level=2), reps)
+            for what, value in (("build", build), ("Engine", engine), ("compile", comp)):
+                points.setdefault((shape, what), []).append((n, value))
+            rows.append(f"| `{shape}_{n}` | {_fmt(build)} | {_fmt(engine)} | {_fmt(comp)} "
+                        f"| {_fmt(build / n)} | {_fmt(engine / n)} | {_fmt(comp / n)} |")
+            print(rows[-1], file=sys.stderr, flush=True)
+    bad = [f"`{shape}` {what}: {step}" for (shape, what), pts in points.items()
+           if (step := superlinear(pts)) is not None]
+    rows.append("")
+    rows.append("**Superlinear**: " + "; ".join(bad) if bad else
+                "Linear: per-op cost within 1.5× from one size to the next everywhere.")
+    return rows
+
+
+def _fmt(seconds: float) -> str:
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds * 1e6:.1f} µs"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--measure", action="store_true",
+                        help="time build / Engine() / compile -O2 in-process and print a table")
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)),
+                        help="comma-separated op counts (default: %(default)s)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per timing (best kept)")
+    args = parser.parse_args(argv)
+    sizes = tuple(int(x) for x in args.sizes.split(","))
+    if args.measure:
+        print("\n".join(measure(sizes, args.repeat)))
+        return 0
+    for (shape, n), p in sorted(generate(sizes).items()):
         print(shape, n, p)
-    sys.exit(0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
