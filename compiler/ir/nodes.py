@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 from operonx.ir.model import SourceLoc, UntilExpr
@@ -133,16 +134,19 @@ class ScopeIR:
     loop: LoopIR | None = None
 
     def stage(self, name: str) -> StageIR:
-        for s in self.stages:
-            if s.name == name:
-                return s
-        raise KeyError(name)
+        return self._stages_by_name[name]
+
+    @cached_property
+    def _stages_by_name(self) -> dict[str, StageIR]:
+        # Codegen and passes look stages up per stage: a scan here would be quadratic.
+        return {s.name: s for s in self.stages}
 
     def region(self, context: tuple[str, ...]) -> RegionIR:
-        for r in self.regions:
-            if r.context == context:
-                return r
-        raise KeyError(context)
+        return self._regions_by_context[context]
+
+    @cached_property
+    def _regions_by_context(self) -> dict[tuple[str, ...], RegionIR]:
+        return {r.context: r for r in self.regions}
 
 
 @dataclass(frozen=True)
