@@ -96,8 +96,7 @@ def generate(module: ModuleIR, graph: Graph, extraction: Extraction,
         input_fields=input_fields, inputs_as_class=inputs_as_class, result_fields=result_fields,
         semaphores=[Semaphore(attr, size, q) for q, (attr, size) in names.semaphores.items()],
         limits="_Limits()" if names.semaphores else "_NO_LIMITS",
-        input_check=("inputs.keys() != _ACCEPTED" if set(accepted) == required
-                     else "not _REQUIRED <= inputs.keys() <= _ACCEPTED"),
+        input_check=_input_check(accepted, required),
         slots=repr(tuple(sorted((attr for attr, _size in names.semaphores.values()),
                                 key=_natural))),
         required=repr(tuple(module.required_inputs)),
@@ -164,3 +163,17 @@ class _Types:
         if spec.depth > 0:
             return f"list[{inner}]" if node.op is not None else "list[Any]"
         return inner
+
+
+def _input_check(accepted: list[str], required: set[str]) -> str:
+    """The run path's test for "these inputs need a closer look" (InputError or defaults).
+
+    Every run pays for it, so a few required keys are spelled out (a length test and
+    ``in`` tests are about half the cost of comparing key views).
+    """
+    if set(accepted) != required:
+        return "not _REQUIRED <= inputs.keys() <= _ACCEPTED"
+    if len(accepted) <= 4:
+        return " or ".join([f"len(inputs) != {len(accepted)}",
+                            *(f"{key!r} not in inputs" for key in accepted)])
+    return "inputs.keys() != _ACCEPTED"

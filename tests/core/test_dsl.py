@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from operonx.core import END, PARENT, START, Engine, GraphError, GraphOp, OpError, op
-
-
-@op
-def each_item(items: list[int]) -> Iterator[dict[str, int]]:
-    for item in items:
-        yield {"value": item}
-
-
-@op
-def double(value: int) -> dict[str, int]:
-    return {"result": value * 2}
+from tests.core.seed_ops import double, each_item
 
 
 @op

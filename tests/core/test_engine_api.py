@@ -22,17 +22,7 @@ from operonx.core import (
     op,
 )
 from operonx.tracing import JsonlTracer, RunInfo
-
-
-@op
-def each_item(items: list[int]) -> Iterator[dict[str, int]]:
-    for item in items:
-        yield {"value": item}
-
-
-@op
-def double(value: int) -> dict[str, int]:
-    return {"result": value * 2}
+from tests.core.seed_ops import double, each_item
 
 
 def seed_graph() -> GraphOp:

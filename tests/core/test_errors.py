@@ -21,12 +21,7 @@ from operonx.core import (
     OpError,
     op,
 )
-
-
-@op
-def each_item(items: list[int]) -> Iterator[dict[str, int]]:
-    for item in items:
-        yield {"value": item}
+from tests.core.seed_ops import each_item
 
 
 @op

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -18,22 +18,12 @@ from operonx.core import (
     OperonxError,
     op,
 )
+from tests.core.seed_ops import double, each_item
 
 
 @op
 def increment(counter: int) -> dict[str, int]:
     return {"counter": counter + 1}
-
-
-@op
-def each_item(items: list[int]) -> Iterator[dict[str, int]]:
-    for item in items:
-        yield {"value": item}
-
-
-@op
-def double(value: int) -> dict[str, int]:
-    return {"result": value * 2}
 
 
 def counting_loop(until: Any = "count >= 5", **kwargs: Any) -> GraphOp:

@@ -14,19 +14,9 @@ from typing import Any
 import pytest
 
 from operonx.core import END, PARENT, START, Engine, GraphOp, op, ordered
+from tests.core.seed_ops import double, each_item
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-@op
-def each_item(items: list[int]) -> Iterator[dict[str, int]]:
-    for item in items:
-        yield {"value": item}
-
-
-@op
-def double(value: int) -> dict[str, int]:
-    return {"result": value * 2}
 
 
 @op
