@@ -59,15 +59,13 @@ class Engine:
 
     async def run(self, inputs: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Run the graph once and return its final state (the result keys of SPEC §2)."""
-        emit = self._tracer_emit() if self.tracers else None
-        return await self._execute(self._check_inputs(inputs), emit, buffered=False)
+        return await self._execute(self._check_inputs(inputs), self._new_run(buffered=False))
 
     def run_sync(self, inputs: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """``run`` on a fresh uvloop event loop (not from inside a running loop)."""
         checked = self._check_inputs(inputs)
-        emit = self._tracer_emit() if self.tracers else None
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            return runner.run(self._execute(checked, emit, buffered=False))
+            return runner.run(self._execute(checked, self._new_run(buffered=False)))
 
     async def stream(self, inputs: Mapping[str, Any] | None = None) -> AsyncIterator[Frame]:
         """Yield a Frame per op execution as it happens, then the ``END`` frame.
@@ -76,26 +74,12 @@ class Engine:
         Leaving the loop early cancels the run; nothing outlives the generator.
         """
         checked = self._check_inputs(inputs)
-        tracer_emit = self._tracer_emit() if self.tracers else None
-        frames: list[Run] = []
-
-        def on_run(run: Run) -> None:
-            frames.append(run)
-
-        task = asyncio.get_running_loop().create_task(
-            self._execute(checked, tracer_emit, buffered=True, on_run=on_run))
+        run = self._new_run(buffered=True)
+        backlog, wake = run.backlog, run.wake
+        assert backlog is not None
+        task = asyncio.get_running_loop().create_task(self._execute(checked, run))
+        task.add_done_callback(lambda _task: wake.set())
         try:
-            await asyncio.sleep(0)  # let the run start and publish its state
-            run = frames[0] if frames else None
-            while run is None and not task.done():
-                await asyncio.sleep(0)
-                run = frames[0] if frames else None
-            if run is None:
-                task.result()  # failed before starting: raise its error
-                return
-            backlog = run.backlog
-            assert backlog is not None
-            task.add_done_callback(lambda _t: run.wake.set())
             while True:
                 if backlog:
                     frame = backlog.popleft()
@@ -105,8 +89,8 @@ class Engine:
                     continue
                 if task.done():
                     break
-                run.wake.clear()
-                await run.wake.wait()
+                wake.clear()
+                await wake.wait()
             task.result()
         finally:
             if not task.done():
@@ -151,17 +135,19 @@ class Engine:
 
         return emit
 
-    async def _execute(self, inputs: dict[str, Any], tracer_emit: Callable[[Frame], None] | None,
-                       buffered: bool, on_run: Callable[[Run], None] | None = None
-                       ) -> dict[str, Any]:
+    def _new_run(self, buffered: bool) -> Run:
+        """Per-run state; frames (and ids) only when a tracer or a stream consumer wants them."""
+        tracer_emit = self._tracer_emit() if self.tracers else None
         emitting = tracer_emit is not None or buffered
-        trace_id = new_trace_id() if emitting else None
-        root_span = new_span_id() if emitting else None
-        run = Run(self._program.semaphore_sizes, self.on_error, trace_id, None, buffered)
+        run = Run(self._program.semaphore_sizes, self.on_error,
+                  new_trace_id() if emitting else None, buffered)
+        run.root_span = new_span_id() if emitting else None
         if emitting:
             run.emit = _combined_emit(run, tracer_emit)
-        if on_run is not None:
-            on_run(run)
+        return run
+
+    async def _execute(self, inputs: dict[str, Any], run: Run) -> dict[str, Any]:
+        trace_id, root_span = run.trace_id, run.root_span
         started = time.time_ns()
         info = RunInfo(self.graph.name, SpanContext(trace_id or "", root_span or "", None),
                        started, inputs) if self.tracers else None

@@ -19,17 +19,18 @@ class Run:
     """Everything one ``run``/``stream`` call shares: created per call, dropped after."""
 
     __slots__ = ("backlog", "collect_errors", "drained", "emit", "errors", "failure",
-                 "semaphores", "trace_id", "wake")
+                 "root_span", "semaphores", "trace_id", "wake")
 
     def __init__(self, n_semaphores: list[int], on_error: OnError, trace_id: str | None,
-                 emit: Callable[[Frame], None] | None, buffered: bool) -> None:
+                 buffered: bool) -> None:
         # One semaphore per bounded op (async or cpu-bound), shared by every frame of the run.
         self.semaphores = [asyncio.Semaphore(n) if n else None for n in n_semaphores]
         self.collect_errors = on_error == "collect"
         self.errors: list[dict[str, Any]] = []
         self.failure: BaseException | None = None
         self.trace_id = trace_id
-        self.emit = emit
+        self.root_span: str | None = None  # the run's own span: parent of top-level frames
+        self.emit: Callable[[Frame], None] | None = None  # set when frames are wanted
         # For ``stream``: frames wait here for the consumer; producers pause when it is full.
         self.backlog: collections.deque[Frame] | None = collections.deque() if buffered else None
         self.drained = asyncio.Event()
