@@ -11,28 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import operator
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from operonx.engine.routes import BufferIds, by_index, collect_buffers, getter, publication
 from operonx.engine.runtime import Inst, Run, ScopeRun, op_error
 from operonx.errors import LoopLimitExceeded, OpError
 from operonx.ir.model import (
     Const,
     Graph,
-    InputRef,
     Node,
     NodeKind,
     OpKind,
-    OutputRef,
     UntilExpr,
 )
 from operonx.ir.plan import Region, ScopePlan, plan_scope, scope_is_inline
 from operonx.ir.until import evaluator
-
-Getter = Callable[[Inst], Any]
-_by_index = operator.itemgetter(0)
 
 
 def _not_an_op(**_kwargs: Any) -> Any:
@@ -81,7 +76,7 @@ class ScopeProgram:
         self.result_order = graph.result_keys if graph.kind == "graph" else list(graph.writebacks)
         self.streamed_keys = [k for k, d in graph.result_depths().items() if d > 0
                               and (graph.kind == "graph" or k in graph.writebacks)]
-        buffers = _collect_buffers(graph, program)
+        buffers = collect_buffers(graph, program.buffer_id)
         nodes = {name: NodeProgram(graph, graph.nodes[name], program, qual, buffers,
                                    transparent, sole_instance and not graph.nodes[name].context)
                  for name in self.plan.order}
@@ -110,20 +105,9 @@ class ScopeProgram:
     def _outputs(self, scope: ScopeRun) -> dict[str, Any]:
         for key in self.streamed_keys:
             frames = scope.streamed.get(key, [])
-            frames.sort(key=_by_index)  # yield order, nested streams flattened
+            frames.sort(key=by_index)  # yield order, nested streams flattened
             scope.plain[key] = [value for _index, value in frames]
         return {k: scope.plain[k] for k in self.result_order if k in scope.plain}
-
-
-def _collect_buffers(graph: Graph, program: Program) -> dict[tuple[str, str, str], int]:
-    ids: dict[tuple[str, str, str], int] = {}
-    for node in graph.nodes.values():
-        for source in node.args.values():
-            if isinstance(source, OutputRef) and source.collect is not None:
-                key = (source.node, source.key, source.collect)
-                if key not in ids:
-                    ids[key] = program.buffer_id()
-    return ids
 
 
 # ------------------------------------------------------------------------ regions
@@ -181,7 +165,7 @@ class NodeProgram:
     child: RegionProgram | None
 
     def __init__(self, graph: Graph, node: Node, program: Program, qual: str,
-                 buffers: Mapping[tuple[str, str, str], int],
+                 buffers: BufferIds,
                  transparent: bool = False, sole_instance: bool = False) -> None:
         self.node = node
         self.sole_instance = sole_instance
@@ -193,10 +177,10 @@ class NodeProgram:
         region_deps = plan_scope(graph).regions[node.context].deps[node.name]
         self.deps = tuple(region_deps)
         self.constants = {k: s.value for k, s in node.args.items() if isinstance(s, Const)}
-        self.getters = [(k, _getter(graph, node, s, buffers)) for k, s in node.args.items()
+        self.getters = [(k, getter(graph, node, s, buffers)) for k, s in node.args.items()
                         if not isinstance(s, Const)]
         self.needed, self.collectors, self.plain_results, self.streamed_results = \
-            _publication(graph, node, buffers)
+            publication(graph, node, buffers)
         self.needed_set = frozenset(self.needed)
         self.feeds_more = bool(self.collectors or self.plain_results or self.streamed_results)
         op = node.op
@@ -555,74 +539,3 @@ class NodeProgram:
             if self._loop_step(run, inst, state, out, iteration, errors_before):
                 break
         self.publish(inst, state)
-
-
-# ---------------------------------------------------------------- argument reads
-
-
-def _getter(graph: Graph, node: Node, source: Any,
-            buffers: Mapping[tuple[str, str, str], int]) -> Getter:
-    if isinstance(source, InputRef):
-        key = source.key
-        return lambda inst: inst.scope.inputs[key]
-    assert isinstance(source, OutputRef)
-    producer = graph.nodes[source.node]
-    name, key = source.node, source.key
-    if source.collect is None:
-        up = len(node.context) - len(producer.out_context)
-        if up == 0:
-            return lambda inst: inst.vals[name][key]
-        if up == 1:
-            return lambda inst: inst.parent.vals[name][key]  # type: ignore[union-attr]
-        return lambda inst: inst.up(up).vals[name][key]
-    buffer_id = buffers[(source.node, source.key, source.collect)]
-    up = len(node.context) - (len(producer.out_context) - 1)
-    if source.collect == "ordered":
-        def ordered(inst: Inst) -> list[Any]:
-            frames = sorted(inst.up(up).bufs.get(buffer_id, ()), key=_by_index)
-            return [value for _index, value in frames]
-        return ordered
-    return lambda inst: list(inst.up(up).bufs.get(buffer_id, ()))
-
-
-def _publication(graph: Graph, node: Node, buffers: Mapping[tuple[str, str, str], int]) -> tuple[
-        tuple[str, ...], list[tuple[int, str, bool]], list[tuple[str, str]],
-        list[tuple[str, str]]]:
-    """Which keys must exist, which buffers and result keys this node's outputs feed."""
-    reads, collected, specs = _publication_index(graph)
-    needed: list[str] = []
-    collectors: list[tuple[int, str, bool]] = []
-    for key, mode in collected.get(node.name, ()):  # in ``buffers`` order
-        collectors.append((buffers[(node.name, key, mode)], key, mode == "ordered"))
-        needed.append(key)
-    needed += reads.get(node.name, ())
-    plain: list[tuple[str, str]] = []
-    streamed: list[tuple[str, str]] = []
-    for result_key, key, depth in specs.get(node.name, ()):
-        needed.append(key)
-        (streamed if depth > 0 else plain).append((result_key, key))
-    return tuple(dict.fromkeys(needed)), collectors, plain, streamed
-
-
-@functools.cache
-def _publication_index(graph: Graph) -> tuple[
-        dict[str, list[str]], dict[str, list[tuple[str, str]]],
-        dict[str, list[tuple[str, str, int]]]]:
-    """Per producer, once per scope: the keys read from it (in node order), its collected
-    (key, mode) pairs (in ``_collect_buffers`` order) and the (result key, output key,
-    depth) of the results and write-backs it feeds."""
-    reads: dict[str, list[str]] = {}
-    collected: dict[str, dict[tuple[str, str], None]] = {}
-    for other in graph.nodes.values():
-        for source in other.args.values():
-            if isinstance(source, OutputRef):
-                reads.setdefault(source.node, []).append(source.key)
-                if source.collect is not None:
-                    collected.setdefault(source.node, {})[(source.key, source.collect)] = None
-    specs: dict[str, list[tuple[str, str, int]]] = {}
-    results = list(graph.writebacks.items())
-    if graph.kind == "graph":
-        results = [*graph.results.items(), *results]
-    for result_key, spec in results:
-        specs.setdefault(spec.node, []).append((result_key, spec.key, spec.depth))
-    return reads, {k: list(v) for k, v in collected.items()}, specs
