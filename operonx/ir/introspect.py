@@ -127,8 +127,8 @@ def proven_outputs(tree: ast.FunctionDef | ast.AsyncFunctionDef | None,
     proven; anything else (``yield from``, a bare ``return``, a ``**spread``)
     gives None and keeps the check.
     """
-    if tree is None:
-        return None
+    if tree is None or not all(_is_op_decorator(d) for d in tree.decorator_list):
+        return None  # another decorator may change what the call returns
     if any(isinstance(node, ast.YieldFrom) for node in _own_nodes(tree)):
         return None
     values = _result_expressions(tree, kind)
@@ -146,6 +146,13 @@ def proven_outputs(tree: ast.FunctionDef | ast.AsyncFunctionDef | None,
                 if isinstance(k, ast.Constant) and isinstance(k.value, str)}
         shared = keys if shared is None else shared & keys
     return tuple(sorted(shared or ()))
+
+
+def _is_op_decorator(decorator: ast.expr) -> bool:
+    """``@op``, ``@op(...)``, ``@x.op`` or ``@x.op(...)``: the decorator that adds nothing."""
+    target = decorator.func if isinstance(decorator, ast.Call) else decorator
+    return ((isinstance(target, ast.Name) and target.id == "op")
+            or (isinstance(target, ast.Attribute) and target.attr == "op"))
 
 
 def _own_nodes(tree: ast.FunctionDef | ast.AsyncFunctionDef) -> list[ast.AST]:

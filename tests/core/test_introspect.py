@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -62,6 +63,19 @@ async def async_literal(x: int) -> dict[str, int]:
     return {"r": x}
 
 
+def _listify(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return [fn(*args, **kwargs)]
+
+    return wrapper
+
+
+@_listify
+def decorated(x: int) -> dict[str, int]:
+    return {"r": x}
+
+
 @pytest.mark.parametrize(("fn", "proven"), [
     (returns_literal, ("r",)),
     (shares_one_key, ("r",)),
@@ -73,6 +87,7 @@ async def async_literal(x: int) -> dict[str, int]:
     (nested_function_returns_are_not_ours, ("r",)),
     (try_then_raise, ("r",)),
     (async_literal, ("r",)),
+    (decorated, None),  # its source says dict, but the decorator returns a list
 ])
 def test_proven_outputs(fn: Callable[..., Any], proven: tuple[str, ...] | None) -> None:
     assert proven_outputs(function_ast(fn), op_kind(fn)) == proven
