@@ -63,6 +63,9 @@ class Engine:
 
     def run_sync(self, inputs: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """``run`` on a fresh uvloop event loop (not from inside a running loop)."""
+        if _loop_is_running():
+            raise RuntimeError("Engine.run_sync() was called from inside a running event loop; "
+                               "use `await engine.run(...)` there")
         checked = self._check_inputs(inputs)
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             return runner.run(self._execute(checked, self._new_run(buffered=False)))
@@ -180,6 +183,14 @@ class Engine:
             if started_tracers:
                 assert info is not None
                 _end_tracers(started_tracers, info, error)
+
+
+def _loop_is_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _end_tracers(tracers: Sequence[Tracer], info: RunInfo, error: BaseException | None) -> None:

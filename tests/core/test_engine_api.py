@@ -247,3 +247,8 @@ def test_a_tracer_failing_at_the_end_does_not_hide_the_run_error() -> None:
 
     with pytest.raises(OpError, match="real problem"):
         Engine(g, tracers=[FailingTracer("end")]).run_sync()
+
+
+async def test_run_sync_inside_a_running_loop_says_to_await_run() -> None:
+    with pytest.raises(RuntimeError, match=r"await engine\.run"):
+        Engine(seed_graph()).run_sync({"numbers": [1]})
