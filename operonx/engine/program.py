@@ -386,14 +386,18 @@ class NodeProgram:
                    start_ns: int) -> Inst | None:
         """One yield: the child instance it runs in, or None when collect-mode skipped it."""
         index = (*inst.index, position)
-        out = self._valid_outputs(run, inst, item, index)
-        if out is None:
-            return None
+        out = item
+        if type(out) is not dict or not self.needed_set <= out.keys():  # else: the fast path
+            out = self._valid_outputs(run, inst, item, index)
+            if out is None:
+                return None
         span = inst.span
         if run.emit is not None:
             span = run.frame(self.qualname, out, index, inst.span, start_ns)
         child = Inst(inst, inst.scope, index, span)
-        self.publish(child, out)
+        child.vals[self.name] = out
+        if self.feeds_more:
+            self._publish_further(child, out)
         return child
 
     def _drive_sync(self, run: Run, inst: Inst) -> None:
