@@ -167,13 +167,16 @@ def select_graph(graphs: dict[str, GraphOp], name: str | None,
                  path: str) -> tuple[str, GraphOp]:
     """The graph to compile: the only one, or the one ``--graph NAME`` names."""
     filename = os.path.basename(path)
+    # Errors about the file as a whole point at its first line, so every diagnostic is
+    # `path:LINE:COL`; ambiguity points at the second graph, where it begins.
     if not graphs:
-        raise CompileError(f"no graph found in {filename}", path, hint=_HOW_TO_DEFINE)
+        raise CompileError(f"no graph found in {filename}", path, 1, 1, hint=_HOW_TO_DEFINE)
     if name is None:
         if len(graphs) == 1:
             return next(iter(graphs.items()))
-        listed = ", ".join(graphs)
-        raise CompileError(f"{len(graphs)} graphs found in {filename}: {listed}", path,
+        listed = ", ".join(f"{var} (line {g.loc.line})" for var, g in graphs.items())
+        second = list(graphs.values())[1].loc.line
+        raise CompileError(f"{len(graphs)} graphs found in {filename}: {listed}", path, second,
                            hint=f"choose one with --graph NAME (e.g. --graph {next(iter(graphs))})",
                            exit_code=2)
     if name in graphs:
@@ -181,7 +184,7 @@ def select_graph(graphs: dict[str, GraphOp], name: str | None,
     by_graph_name = {g.name: (var, g) for var, g in graphs.items()}
     if name in by_graph_name:
         return by_graph_name[name]
-    raise CompileError(f"no graph named {name!r} in {filename}", path,
+    raise CompileError(f"no graph named {name!r} in {filename}", path, 1, 1,
                        hint=_unknown_graph_hint(name, graphs), exit_code=2)
 
 

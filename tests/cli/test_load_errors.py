@@ -55,8 +55,7 @@ def test_graph_error_is_located_with_its_hint(workdir: Path, name: str) -> None:
 def test_no_graph_found(workdir: Path, name: str) -> None:
     result = run_cli(*command(name, "no_graph.py"))
     assert result.exit_code == 1
-    assert result.stderr.startswith("no_graph.py:"), result.stderr
-    assert "error:" in result.stderr
+    assert result.stderr.startswith("no_graph.py:1:1: error:"), result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -64,15 +63,16 @@ def test_no_graph_found(workdir: Path, name: str) -> None:
 def test_several_graphs_without_graph_option_lists_them(workdir: Path, name: str) -> None:
     result = run_cli(*command(name, "two_graphs.py"))
     assert result.exit_code == 2  # a usage error: --graph is missing
-    assert result.stderr.startswith("two_graphs.py:"), result.stderr
-    assert "doubling" in result.stderr and "negating" in result.stderr
+    # Located where the ambiguity begins: the second graph's `with` line.
+    assert result.stderr.startswith("two_graphs.py:20:1: error:"), result.stderr
+    assert "doubling (line 16)" in result.stderr and "negating (line 20)" in result.stderr
 
 
 @pytest.mark.parametrize("name", COMMANDS)
 def test_unknown_graph_name_suggests_the_closest(workdir: Path, name: str) -> None:
     result = run_cli(*command(name, "two_graphs.py", "--graph", "doublng"))
     assert result.exit_code == 2
-    assert result.stderr.startswith("two_graphs.py:"), result.stderr
+    assert result.stderr.startswith("two_graphs.py:1:1: error:"), result.stderr
     assert "did you mean 'doubling'" in result.stderr
 
 

@@ -286,7 +286,8 @@ def test_several_graphs_need_a_name(tmp_path: Path) -> None:
     graphs = _graphs(tmp_path, ["alpha", "beta"])
     with pytest.raises(CompileError) as info:
         select_graph(graphs, None, "graph.py")  # type: ignore[arg-type]
-    assert "2 graphs found in graph.py: alpha, beta" in info.value.message
+    assert info.value.message.startswith("2 graphs found in graph.py: alpha (line ")
+    assert info.value.line == graphs["beta"].loc.line  # where the ambiguity begins
     assert "--graph NAME" in (info.value.hint or "")
 
 
