@@ -35,7 +35,8 @@ from operonx.ir.model import (
     SourceLoc,
 )
 
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# With the separator, so a user's ``operonx_demo/`` next to the package is not taken for it.
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 _open_blocks: contextvars.ContextVar[tuple[GraphOp, ...]] = contextvars.ContextVar(
     "operonx_open_blocks", default=())
 _RESERVED_NAMES = frozenset({"START", "END", "PARENT"})
