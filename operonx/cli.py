@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep  # sep: not operonx_demo/
 _INSTALL_GRAPHVIZ = ("install Graphviz: `apt-get install graphviz` (Debian/Ubuntu), "
                      "`brew install graphviz` (macOS); or use --format dot or mermaid")
 
