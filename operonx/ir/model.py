@@ -209,12 +209,6 @@ class Graph:
         literal = [k for k, s in self.declared_inputs.items() if isinstance(s, Const)]
         return tuple(dict.fromkeys([*literal, *self.state]))
 
-    def predecessors(self, name: str) -> list[str]:
-        return [a for a, b in self.edges if b == name]
-
-    def successors(self, name: str) -> list[str]:
-        return [b for a, b in self.edges if a == name]
-
 
 def wrap_top_level_loop(loop: Graph) -> Graph:
     """A loop run on its own is the only node of a graph whose inputs are the loop's state.

@@ -46,9 +46,6 @@ class ScopePlan:
     regions: dict[tuple[str, ...], Region]
     order: list[str]
 
-    def region_of(self, node: Node) -> Region:
-        return self.regions[node.context]
-
 
 def _common_prefix(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
     n = 0
