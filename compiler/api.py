@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, replace
 from typing import Any
 
-from compiler.errors import CompileError
+from compiler.errors import EXIT_INTERNAL, CompileError
 from compiler.passes.base import PassReport
 
 __all__ = ["CompileError", "CompileResult", "PassReport", "compile_file", "compile_graph",
@@ -66,7 +66,7 @@ def compile_graph(graph: Any, *, source_path: str, graph_name: str,
     except Exception as exc:  # a compiler bug: say so, located at the graph, never emit code
         raise CompileError(f"internal compiler error ({type(exc).__name__}: {exc}); "
                            "please report it with this graph", source_path,
-                           ir.loc.line) from exc
+                           ir.loc.line, exit_code=EXIT_INTERNAL) from exc
     return CompileResult(source=source, graph_name=graph_name, source_path=source_path,
                          passes=tuple(reports))
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from operonx.errors import OperonxError
 
+EXIT_INTERNAL = 70  # the CLI's exit code for a bug in operonx itself
+
 
 class CompileError(OperonxError):
     """A located compiler diagnostic: ``str(err)`` reads ``path:LINE:COL: error: message``.

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from operonx.errors import OperonxError
     from operonx.ir.model import Graph, Node, SourceLoc
 
-EXIT_INTERNAL = 70
+EXIT_INTERNAL = 70  # also compiler.errors.EXIT_INTERNAL (not imported: the CLI starts cheap)
 EXIT_INTERRUPTED = 130
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep  # sep: not operonx_demo/
 _INSTALL_GRAPHVIZ = ("install Graphviz: `apt-get install graphviz` (Debian/Ubuntu), "

@@ -1,4 +1,17 @@
-"""Build the module's view-model and render it with the (dumb) jinja2 templates."""
+"""The module skeleton: a jinja2 environment whose only way in for text is a filter.
+
+Templates (``templates/``) hold the fixed parts of a generated module. What they
+interpolate is checked mechanically: every ``{{ ... }}`` must yield a
+:class:`Code` value (rendered from syntax trees, or validated) or an
+:class:`~compiler.codegen.pyast.Ident`; anything else — in particular a plain
+string, which is how user text would arrive — stops rendering with
+:class:`TemplateRuleError`. User text gets in only through the filters:
+
+* ``|py``: the value as a Python literal (``repr``-like, spelled by ``ast``);
+* ``|ident``: a checked ASCII identifier;
+* ``|comment``: one printable line, for text after a ``#``;
+* ``|docstring``: a string literal for a docstring (triple-quoted when that is safe).
+"""
 
 from __future__ import annotations
 
@@ -11,13 +24,15 @@ from functools import cache
 
 import jinja2
 
+from compiler.codegen.pyast import Ident, lit, printable
+
 STDLIB = frozenset(sys.stdlib_module_names)
 
 # What the runtime and entry points import; copied code must not take these names.
 RUNTIME_IMPORTS = (
     "import argparse", "import asyncio", "import collections", "import contextlib",
-    "import functools", "import json", "import operator", "import random", "import sys",
-    "import time", "import uvloop",
+    "import functools", "import json", "import operator", "import random",
+    "import sys", "import time", "import uvloop",
     "from collections.abc import AsyncIterator, Awaitable, Callable, Mapping",
     "from dataclasses import dataclass",
     "from typing import Any, Literal, NoReturn, NotRequired, TypedDict, cast",
@@ -29,10 +44,44 @@ RUNTIME_NAMES = frozenset({
     "OperonxError", "GraphError", "InputError", "OpError", "LoopLimitExceeded", "SpanContext",
     "Frame", "ErrorInfo", "Inputs", "Result", "run", "run_sync", "stream", "main",
     "_SKIPPED", "_rng", "_by_index", "_new_trace_id", "_new_span_id", "_op_error", "_problem",
-    "_outputs", "_complete", "_in_order", "_close", "_aclose", "_unwrap", "_RunBase", "_Run",
+    "_outputs", "_complete", "_in_order", "_unwrap", "_RunBase", "_Run",
     "_scope_inputs", "_traced_run", "_loop_limit", "_missing", "_NO_LIMITS", "_BACKLOG_HIGH",
-    "_Limits", "_REQUIRED", "_ACCEPTED",
+    "_Limits", "_REQUIRED", "_ACCEPTED", "_OP_FAILURES", "_cancelling", "_gen_failed",
+    "_agen_failed", "_GRAPH", "_READS", "_REQUIRED_ORDER", "_is_op_failure", "_closing_note",
 })
+
+
+class Code(str):
+    """Text that is already code (rendered from a tree, or parsed and checked)."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def expression(text: str) -> Code:
+        """``text``, which must parse as exactly one Python expression (an annotation)."""
+        ast.parse(text, mode="eval")
+        return Code(text)
+
+
+class TemplateRuleError(TypeError):
+    """A template interpolated something that is not code: a bug in the code generator."""
+
+
+def _finalize(value: object) -> object:
+    if isinstance(value, (Code, Ident)) or type(value) is int:
+        return value
+    raise TemplateRuleError(
+        f"a template interpolates {type(value).__name__} {value!r:.80}; text reaches "
+        "generated code only through |py, |ident, |comment or |docstring")
+
+
+def _py(value: object) -> Code:
+    return Code(ast.unparse(lit(value)))
+
+
+def _docstring(text: str) -> Code:
+    safe = all(c.isprintable() or c == "\n" for c in text) and "\\" not in text and '"' not in text
+    return Code(f'"""{text}"""' if safe else ast.unparse(lit(text)))
 
 
 def template_dir() -> str:
@@ -48,18 +97,25 @@ def template_dir() -> str:
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(template_dir()), trim_blocks=True, lstrip_blocks=True,
-        keep_trailing_newline=True, undefined=jinja2.StrictUndefined, autoescape=False)
+        keep_trailing_newline=True, undefined=jinja2.StrictUndefined, autoescape=False,
+        finalize=_finalize)
+    env.filters.update(py=_py, ident=Ident, comment=lambda text: Code(printable(str(text))),
+                       docstring=_docstring)
     env.globals["banner"] = banner
     return env
 
 
-def banner(title: str) -> str:
-    text = f"# {'-' * 8} {title} "
-    return text + "-" * max(0, 99 - len(text))
+def banner(title: str) -> Code:
+    text = f"# {'-' * 8} {printable(title)} "
+    return Code(text + "-" * max(0, 99 - len(text)))
 
 
-def merge_imports(lines: Iterable[str]) -> list[str]:
-    """One sorted block: ``import x`` lines, then ``from x import a, b``; stdlib first."""
+def merge_imports(lines: Iterable[str]) -> list[Code]:
+    """One sorted block: ``import x`` lines, then ``from x import a, b``; stdlib first.
+
+    Each line is parsed and spelled again from its names, so only import
+    statements come out.
+    """
     plain: set[tuple[str, str | None]] = set()
     froms: dict[str, set[tuple[str, str | None]]] = {}
     for line in lines:
@@ -81,7 +137,7 @@ def merge_imports(lines: Iterable[str]) -> list[str]:
     def spell(name: str, asname: str | None) -> str:
         return f"{name} as {asname}" if asname and asname != name else name
 
-    out: list[str] = []
+    out: list[Code] = []
     for g in (0, 1):
         block = [f"import {spell(n, a)}" for n, a in sorted(plain, key=lambda x: (x[0], x[1] or ""))
                  if group(n) == g]
@@ -90,24 +146,30 @@ def merge_imports(lines: Iterable[str]) -> list[str]:
                               sorted(froms[module], key=lambda x: (x[0], x[1] or "")))
             block.append(f"from {module} import {names}")
         if block and out:
-            out.append("")
-        out += block
+            out.append(Code(""))
+        out += [Code(line) for line in block]
     return out
 
 
 @dataclass(frozen=True)
 class Field:
+    """One TypedDict field: its key (user text) and its type (checked expression)."""
+
     name: str
-    type: str
+    type: Code
 
     @property
-    def key(self) -> str:
-        return repr(self.name)
+    def ident(self) -> Ident | None:
+        """The key as a class-syntax field name, when it can be one exactly."""
+        try:
+            return Ident(self.name)
+        except ValueError:
+            return None
 
 
 @dataclass(frozen=True)
 class Semaphore:
-    attr: str
+    attr: Ident
     size: int
     qualname: str
 

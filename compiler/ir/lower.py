@@ -7,12 +7,11 @@ compiled module cannot disagree with the Engine on ordering.
 
 from __future__ import annotations
 
-import ast
 import inspect
-import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from compiler.codegen.pyast import lit
 from compiler.errors import CompileError
 from compiler.frontend.types import return_annotation
 from compiler.ir.nodes import (
@@ -43,27 +42,17 @@ from operonx.ir.plan import plan_scope, scope_is_inline
 FunctionNames = Mapping[Callable[..., Any], str]
 
 
-def literal(value: Any, loc: SourceLoc, what: str) -> str:
-    """Python source for a constant, refused unless it round-trips exactly."""
-    text = repr(value)
+def literal(value: Any, loc: SourceLoc, what: str) -> object:
+    """``value``, refused unless generated code can spell it exactly (see ``pyast.lit``)."""
     try:
-        back = ast.literal_eval(text)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        back = _Unequal()
-    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
-        back = _Unequal()
-    if type(back) is not type(value) or back != value:
+        lit(value)
+    except (TypeError, RecursionError):
+        text = repr(value) if not isinstance(value, (list, dict, set)) else type(value).__name__
         raise CompileError(f"{what} is {type(value).__name__} {text[:60]}, which cannot be "
                            "written into the compiled module as a literal", loc.file, loc.line,
-                           hint="pass it as a run input (PARENT['key']) or build it inside an op")
-    return text
-
-
-class _Unequal:
-    def __eq__(self, other: object) -> bool:
-        return False
-
-    __hash__ = object.__hash__
+                           hint="pass it as a run input (PARENT['key']) or build it inside an op"
+                           ) from None
+    return value
 
 
 def _outputs_proven(node: Node, needed: list[str]) -> bool:
@@ -79,7 +68,7 @@ def lower_module(graph: Graph, *, source_path: str, names: FunctionNames) -> Mod
     transparent = graph.kind == "loop"
     scope_graph = wrap_top_level_loop(graph) if transparent else graph
     top = _lower_scope(scope_graph, "", _symbol(graph.name), names, transparent)
-    optional: list[tuple[str, str]] = []
+    optional: list[tuple[str, object]] = []
     for key, source in graph.declared_inputs.items():
         if isinstance(source, Const):
             optional.append((key, literal(source.value, graph.loc, f"input {key!r}")))
@@ -217,8 +206,8 @@ def _stage_kind(node: Node) -> Any:
 
 def _arg(name: str, source: Any, node: Node) -> ArgIR:
     if isinstance(source, Const):
-        return ArgIR(name, "const", literal=literal(source.value, node.loc,
-                                                    f"argument {name!r} of {node.name!r}"))
+        return ArgIR(name, "const", value=literal(source.value, node.loc,
+                                                  f"argument {name!r} of {node.name!r}"))
     if isinstance(source, InputRef):
         return ArgIR(name, "input", key=source.key)
     assert isinstance(source, OutputRef)

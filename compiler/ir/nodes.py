@@ -8,8 +8,8 @@ values with :func:`dataclasses.replace`; nothing here is mutated.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import ast
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
 
@@ -28,14 +28,15 @@ class ArgIR:
 
     name: str
     kind: ArgKind
-    literal: str = ""  # const: Python source of the value
+    # const: the value, checked at lowering to have a literal spelling (codegen.pyast.lit)
+    value: object = field(default=None, compare=False)
     key: str = ""  # input: the PARENT key; value/collect: the output key
     node: str = ""  # value/collect: the producing stage
     ordered: bool = False  # collect: yield order rather than completion order
 
     def describe(self) -> str:
         if self.kind == "const":
-            return self.literal
+            return literal_text(self.value)
         if self.kind == "input":
             return f"PARENT[{self.key!r}]"
         text = f"{self.node}[{self.key!r}]"
@@ -111,7 +112,7 @@ class CollectIR:
 class LoopIR:
     """What a loop stage needs besides its body: state, ``until``, the iteration guard."""
 
-    state: tuple[tuple[str, str], ...]  # (key, literal source) initial values
+    state: tuple[tuple[str, object], ...]  # (key, initial value), literal-checked
     until: UntilExpr | str  # a checked expression, or the copied until function's name
     max_iterations: int
 
@@ -157,16 +158,21 @@ class ModuleIR:
     source_path: str
     top: ScopeIR
     required_inputs: tuple[str, ...]
-    optional_inputs: tuple[tuple[str, str], ...]  # (key, literal default)
+    optional_inputs: tuple[tuple[str, object], ...]  # (key, default value), literal-checked
     input_routes: tuple[tuple[str, str], ...]  # (scope key, run input key): inputs={k: PARENT[x]}
     fast_path: bool = False  # pass drop_bookkeeping: ``run`` gets a path without frames
     opt_level: int = 2
 
 
-def until_text(until: UntilExpr | str, rename: Callable[[str], str],
-               state: str | None = None) -> str:
-    """Python for a loop's stop test: the expression with state names renamed, or a call of
-    the copied until function on ``state`` (a dict expression of the current state)."""
+def until_text(until: UntilExpr | str) -> str:
+    """A loop's stop test for display: the expression, or a call of the copied function."""
     if isinstance(until, UntilExpr):
-        return to_python(until, rename)
-    return f"{until}({state if state is not None else 'state'})"
+        return to_python(until)
+    return f"{until}(state)"
+
+
+def literal_text(value: object) -> str:
+    """How a checked constant reads in generated code (and in ``operonx explain``)."""
+    from compiler.codegen.pyast import lit
+
+    return ast.unparse(lit(value))

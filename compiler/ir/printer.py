@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from compiler.ir.nodes import ModuleIR, RegionIR, ScopeIR, StageIR, until_text
+from compiler.ir.nodes import ModuleIR, RegionIR, ScopeIR, StageIR, literal_text, until_text
 from operonx.ir.model import SourceLoc
 
 
@@ -18,7 +18,7 @@ def print_module(module: ModuleIR) -> str:
     if module.required_inputs:
         lines.append(f"  inputs: {', '.join(module.required_inputs)}")
     for key, default in module.optional_inputs:
-        lines.append(f"  input {key} = {default}")
+        lines.append(f"  input {key} = {literal_text(default)}")
     _scope(module.top, lines, "  ")
     return "\n".join(lines) + "\n"
 
@@ -63,8 +63,8 @@ def _scope(scope: ScopeIR, lines: list[str], pad: str) -> None:
     lines.append(f"{pad}scope {scope.name} ({scope.kind}) qual={scope.qual or '-'} "
                  f"{'inline' if scope.inline else 'awaits'}  # {where(scope.loc)}")
     if scope.loop is not None:
-        state = ", ".join(f"{k}={v}" for k, v in scope.loop.state)
-        lines.append(f"{pad}  loop state({state}) until {until_text(scope.loop.until, str)} "
+        state = ", ".join(f"{k}={literal_text(v)}" for k, v in scope.loop.state)
+        lines.append(f"{pad}  loop state({state}) until {until_text(scope.loop.until)} "
                      f"max_iterations={scope.loop.max_iterations}")
     for region in scope.regions:
         _region(region, lines, pad + "  ")

@@ -11,6 +11,7 @@ and the compiler prints it back as Python with :func:`to_python`.
 from __future__ import annotations
 
 import ast
+import copy
 import difflib
 import operator
 from collections.abc import Callable, Mapping, Sequence
@@ -150,9 +151,12 @@ def _compile(node: ast.AST) -> Evaluator:
         case ast.Slice(lower=lower, upper=upper, step=step):
             bounds = [None if p is None else _compile(p) for p in (lower, upper, step)]
             return lambda state: slice(*(None if b is None else b(state) for b in bounds))
-        case ast.Tuple(elts=elts) | ast.List(elts=elts):
+        case ast.Tuple(elts=elts):
             items = [_compile(e) for e in elts]
             return lambda state: tuple(i(state) for i in items)
+        case ast.List(elts=elts):  # a list literal is a list: ``xs == [1]`` must hold
+            items = [_compile(e) for e in elts]
+            return lambda state: [i(state) for i in items]
         case ast.Call(func=ast.Name(id=fname), args=args):
             cfn, cargs = ALLOWED_CALLS[fname], [_compile(a) for a in args]
             return lambda state: cfn(*(a(state) for a in cargs))
@@ -187,13 +191,21 @@ def _compare_chain(left: Any, chain: list[tuple[Callable[[Any, Any], Any], Evalu
     return True
 
 
-def to_python(expr: UntilExpr, rename: Callable[[str], str]) -> str:
-    """Print the checked expression as Python source with state names renamed."""
+def to_ast(expr: UntilExpr, load: Callable[[str], ast.expr]) -> ast.expr:
+    """The checked expression as a new tree, each state variable replaced by ``load(name)``.
 
-    class _Rename(ast.NodeTransformer):
-        def visit_Name(self, node: ast.Name) -> ast.Name:
-            return ast.copy_location(ast.Name(id=rename(node.id), ctx=ast.Load()), node)
+    Only state variables are replaced: the callee of ``len(xs)`` is the builtin.
+    """
+    tree = copy.deepcopy(expr.tree)
+    calls = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
 
-    import copy
+    class _Load(ast.NodeTransformer):
+        def visit_Name(self, node: ast.Name) -> ast.expr:
+            return node if id(node) in calls else load(node.id)
 
-    return ast.unparse(_Rename().visit(copy.deepcopy(expr.tree)))
+    return _Load().visit(tree)  # type: ignore[no-any-return]
+
+
+def to_python(expr: UntilExpr, rename: Callable[[str], str] = str) -> str:
+    """The checked expression as Python source with state names renamed (for display)."""
+    return ast.unparse(to_ast(expr, lambda name: ast.Name(id=rename(name), ctx=ast.Load())))
