@@ -158,10 +158,13 @@ def _lower_scope(graph: Graph, qual: str, symbol: str, names: FunctionNames,
             context=node.context, max_concurrent=node.max_concurrent,
             fuse=node.op.fuse if node.op is not None else False, loc=node.loc, body=body,
             positional=_positional(node), outputs_proven=_outputs_proven(node, needed[name])))
+    # A region that never awaits runs each frame to completion inside its generator's
+    # loop, as the Engine does; any other region runs a task per frame (plan's window).
     regions = tuple(
         RegionIR(generator=r.generator, context=ctx,
                  levels=tuple(tuple(level) for level in r.levels),
-                 inline=r.inline, window=r.window)
+                 inline=r.inline, window=r.window,
+                 strategy="inline" if r.inline or not r.levels else "tasks")
         for ctx, r in sorted(plan.regions.items(), key=lambda item: (len(item[0]), item[0])))
     known = {r.context for r in regions}
     empty = tuple(RegionIR(generator=st.name, context=(*st.context, st.name), levels=(),

@@ -84,7 +84,7 @@ class RegionIR:
     levels: tuple[tuple[str, ...], ...]
     inline: bool  # nothing in it ever awaits (from the plan)
     window: int  # frames of one generator instance in flight at once
-    strategy: Strategy = "tasks"  # how its generator drives it (pass specialise_fanout)
+    strategy: Strategy = "tasks"  # how its generator drives it: inline (never awaits) or tasks
     chains: tuple[tuple[str, ...], ...] = ()  # fused linear sync chains (pass fuse_chains)
 
 

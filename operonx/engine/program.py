@@ -16,8 +16,17 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from operonx.engine.routes import BufferIds, by_index, collect_buffers, getter, publication
-from operonx.engine.runtime import Inst, Run, ScopeRun, op_error
-from operonx.errors import LoopLimitExceeded, OpError
+from operonx.engine.runtime import (
+    OP_FAILURES,
+    Inst,
+    Run,
+    ScopeRun,
+    aclose_generator,
+    close_generator,
+    is_op_failure,
+    op_error,
+)
+from operonx.errors import LoopLimitExceeded
 from operonx.ir.model import (
     Const,
     Graph,
@@ -228,15 +237,17 @@ class NodeProgram:
     # -- failures
 
     def failed(self, run: Run, inst: Inst, index: tuple[int, ...], exc: BaseException) -> None:
-        """Raise-mode: remember and raise the OpError. Collect-mode: record it, mark this node
-        failed in ``inst`` (so its dependents are skipped) and return."""
-        if isinstance(exc, OpError) and not run.collect_errors:
-            run.fail(exc)
-            raise exc
-        err = exc if isinstance(exc, LoopLimitExceeded) else op_error(self.qualname, index, exc)
+        """An execution of this node raised ``exc`` (whatever it is: an ``OpError`` an op
+        raises is wrapped like anything else). Raise mode: remember and raise its OpError.
+        Collect mode: record it, mark this node failed in ``inst`` (so its dependents are
+        skipped) and return."""
+        self._fail(run, inst, index, exc, op_error(self.qualname, index, exc))
+
+    def _fail(self, run: Run, inst: Inst, index: tuple[int, ...], exc: BaseException,
+              error: BaseException) -> None:
         if not run.collect_errors:
-            run.fail(err)
-            raise err
+            run.fail(error)
+            raise error
         run.record(self.qualname, index, exc)
         inst.mark_failed(self.name)
 
@@ -335,7 +346,7 @@ class NodeProgram:
             kwargs[name] = get(inst)
         try:
             out = self.fn(**kwargs)
-        except Exception as exc:
+        except OP_FAILURES as exc:  # a sync call: any CancelledError is the op's own
             self.failed(run, inst, inst.index, exc)
             return
         if type(out) is not dict or not self.needed_set <= out.keys():
@@ -377,7 +388,9 @@ class NodeProgram:
                 out = await loop.run_in_executor(None, functools.partial(self.fn, **kwargs))
             else:
                 out = await self.fn(**kwargs)
-        except Exception as exc:
+        except OP_FAILURES as exc:
+            if not is_op_failure(exc):
+                raise  # the run itself is being cancelled
             self.failed(run, inst, inst.index, exc)
             return _FAILED
         return start, out
@@ -414,20 +427,21 @@ class NodeProgram:
                     item = next(gen)
                 except StopIteration:
                     break
-                except Exception as exc:
+                except OP_FAILURES as exc:
                     self.failed(run, inst, (*inst.index, position), exc)
                     break  # collect mode: the stream ends here; yielded frames count
                 child = self._new_frame(run, inst, position, item, start)
                 position += 1
                 if child is not None:  # None: collect mode skipped a malformed yield
                     child_region.run_sync(run, child)
-        finally:
-            gen.close()
+        except BaseException as exc:
+            close_generator(gen, exc)
+            raise
 
     def _start_generator(self, run: Run, inst: Inst) -> Any:
         try:
             return self.fn(**self.bind(inst))
-        except Exception as exc:
+        except OP_FAILURES as exc:
             self.failed(run, inst, inst.index, exc)
             raise _Skip() from None
 
@@ -460,7 +474,9 @@ class NodeProgram:
                             item = await gen.__anext__() if is_async else next(gen)
                         except (StopIteration, StopAsyncIteration):
                             break
-                        except Exception as exc:
+                        except OP_FAILURES as exc:
+                            if not is_op_failure(exc):
+                                raise  # the run itself is being cancelled
                             self.failed(run, inst, (*inst.index, position), exc)
                             break
                         child = self._new_frame(run, inst, position, item, start)
@@ -478,11 +494,12 @@ class NodeProgram:
                             group.create_task(frame).add_done_callback(release)
                         if not unbuffered:
                             await run.wait_for_consumer()
-                finally:
+                except BaseException as exc:
                     if is_async:
-                        await gen.aclose()
+                        await aclose_generator(gen, exc)
                     else:
-                        gen.close()
+                        close_generator(gen, exc)
+                    raise
         finally:
             if op_semaphore is not None:
                 op_semaphore.release()
@@ -509,14 +526,14 @@ class NodeProgram:
         try:
             if self.until(state):
                 return True
-        except Exception as exc:
+        except OP_FAILURES as exc:
             self.failed(run, inst, inst.index, exc)
             raise _Skip() from None
         limit = self.node.body.max_iterations
         if iteration >= limit:
             err = LoopLimitExceeded(f"loop {self.qualname!r} reached max_iterations={limit} "
                                     "without until becoming true", self.qualname, limit)
-            self.failed(run, inst, inst.index, err)
+            self._fail(run, inst, inst.index, err, err)
             raise _Skip()
         return False
 

@@ -62,6 +62,38 @@ class Run:
                             "message": str(exc)})
 
 
+# What an op's failure can be: any Exception, or a CancelledError the op raised itself.
+# Around an await, a cancellation of the run is told apart by is_op_failure().
+OP_FAILURES = (Exception, asyncio.CancelledError)
+
+
+def is_op_failure(exc: BaseException) -> bool:
+    """False for a cancellation of the run itself (the task is being cancelled)."""
+    if isinstance(exc, Exception):
+        return True
+    if not isinstance(exc, asyncio.CancelledError):
+        return False
+    task = asyncio.current_task()
+    return task is None or task.cancelling() == 0
+
+
+def close_generator(gen: Any, failure: BaseException) -> None:
+    """Close a generator abandoned because of ``failure``; an error from the generator's
+    own clean-up becomes a note on ``failure`` rather than replacing it."""
+    try:
+        gen.close()
+    except Exception as error:
+        failure.add_note(f"while closing the generator: {type(error).__name__}: {error}")
+
+
+async def aclose_generator(gen: Any, failure: BaseException) -> None:
+    """``close_generator`` for an async generator."""
+    try:
+        await gen.aclose()
+    except Exception as error:
+        failure.add_note(f"while closing the generator: {type(error).__name__}: {error}")
+
+
 def op_error(op_name: str, index: tuple[int, ...], exc: BaseException) -> OpError:
     where = f" at index {index}" if index else ""
     err = OpError(f"op {op_name!r}{where} raised {type(exc).__name__}: {exc}", op_name, index)
