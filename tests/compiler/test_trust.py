@@ -371,7 +371,7 @@ def test_class5_a_failing_generator_clean_up_does_not_hide_the_error(tmp_path: P
 
 
 def test_class5_an_op_error_raised_by_an_op_is_wrapped(tmp_path: Path) -> None:
-    path, graph = graph_file(tmp_path, with_errors("""
+    _path, graph = graph_file(tmp_path, with_errors("""
         with GraphOp(name="graph") as graph:
             node = raises_op_error(v=PARENT["v"])
             START >> node >> END
