@@ -1,4 +1,4 @@
-"""The seed's streaming example with an async op: yields fan out, at most 4 in flight.
+r"""The seed's streaming example with an async op: yields fan out, at most 4 in flight.
 
 ``double`` stands for an I/O call (a web request, a model): it awaits, so the
 Engine runs one per yield concurrently, up to ``max_concurrent=4``; the

@@ -102,9 +102,11 @@ def parse_trace(text: str, path: str = "<trace>") -> TraceFile:
     try:
         document = json.loads(text)
     except json.JSONDecodeError as err:
-        at_end = not text[err.pos:].strip()
+        # Ours, cut short (the writer's header, but not the closing brace), or broken at the end.
+        cut_short = ((text.startswith('{"traceEvents":[') and not text.rstrip().endswith("}"))
+                     or not text[err.pos:].strip())
         hint = ("the file ends early: a run killed before it ended leaves an incomplete trace"
-                if at_end else None)
+                if cut_short else None)
         raise TraceFileError(f"invalid JSON: {err.msg}", path, err.lineno, err.colno,
                              hint) from err
     if not isinstance(document, dict) or not isinstance(document.get("traceEvents"), list):
