@@ -7,6 +7,7 @@ import collections
 import contextlib
 import json
 import threading
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -189,6 +190,25 @@ async def test_the_file_grows_while_the_run_goes(tmp_path: Path) -> None:
     # Events are written as frames arrive (a file buffer at a time), not held until the end.
     assert 0 < sizes[0] < sizes[1] < sizes[2] < path.stat().st_size
     load(path)
+
+
+def test_the_tracer_keeps_nothing_per_frame(tmp_path: Path) -> None:
+    graph = streaming_graph()
+    inputs = {"numbers": list(range(10_000))}  # 20,000 frames, a 2 MB file
+
+    def peak(tracers: list[Tracer]) -> int:
+        engine = Engine(graph, tracers=tracers)
+        tracemalloc.start()
+        try:
+            engine.run_sync(inputs)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    untraced = peak([])
+    traced = peak([ChromeTraceTracer(tmp_path / "run.json")])
+    assert (tmp_path / "run.json").stat().st_size > 2_000_000
+    assert traced - untraced < 500_000  # a file buffer and per-op tracks, not the frames
 
 
 # ------------------------------------------------------------------- several runs
