@@ -69,6 +69,13 @@ def run_status(error: BaseException | None) -> tuple[str, str | None]:
     return status, _cut(f"{type(error).__name__}: {error}", MAX_ERROR_CHARS)
 
 
+def _size(path: str) -> int | None:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return None
+
+
 def _encode(event: Mapping[str, object]) -> bytes:
     return json.dumps(event, separators=(",", ":")).encode()
 
@@ -107,6 +114,7 @@ class ChromeTraceTracer:
         self._lock = threading.Lock()  # runs may trace from several threads (run_sync)
         self._file: IO[bytes] | None = None
         self._resume_at: int | None = None  # where a completed file's trailer starts
+        self._closed_size = 0  # the completed file's size, to tell it from a replaced one
         self._origin_ns = 0
         self._events = 0
         self._next_pid = 1
@@ -222,8 +230,9 @@ class ChromeTraceTracer:
     # -- the file
 
     def _open(self, start_ns: int) -> None:
-        if self._resume_at is not None and os.path.exists(self.path):
-            # Continue a file this tracer completed: overwrite its trailer.
+        if self._resume_at is not None and _size(self.path) == self._closed_size:
+            # Continue the file this tracer completed: overwrite its trailer. (A file
+            # removed or replaced since then is started over.)
             self._file = open(self.path, "r+b")  # noqa: SIM115 - closed in _close
             self._file.seek(self._resume_at)
             self._file.truncate()
@@ -247,5 +256,6 @@ class ChromeTraceTracer:
         other = {"format": FORMAT, "version": FORMAT_VERSION, "producer": self.producer,
                  "ts_origin_unix_ns": self._origin_ns, "runs": self._records}
         self._file.write(_TRAILER + _encode(other) + b"}\n")
+        self._closed_size = self._file.tell()
         self._file.close()
         self._file = None

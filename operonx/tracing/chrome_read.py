@@ -124,14 +124,20 @@ def parse_trace(text: str, path: str = "<trace>") -> TraceFile:
                              f"reads version {FORMAT_VERSION})", path, 1, 1,
                              hint="read it with the operonx that wrote it")
     runs = _runs(other.get("runs"), path)
+    run_events: set[int] = set()
     for n, event in enumerate(document["traceEvents"]):
-        _add_event(runs, event, n, path)
+        pid = _add_event(runs, event, n, path)
+        if pid is not None:
+            if pid in run_events:
+                raise TraceFileError(f"traceEvents[{n}] is a second run event for run {pid}",
+                                     path)
+            run_events.add(pid)
     for run in runs.values():
         if len(run.executions) != run.frames:
             raise TraceFileError(f"run {run.pid} lists {run.frames} frame(s) in otherData.runs "
                                  f"but the file has {len(run.executions)} op event(s) for it",
                                  path)
-        if run.start_us < 0:
+        if run.pid not in run_events:
             raise TraceFileError(f"run {run.pid} has no run event (cat \"run\")", path)
     producer = other.get("producer")
     return TraceFile(path, producer if isinstance(producer, str) else "?", list(runs.values()))
@@ -151,17 +157,18 @@ def _runs(records: object, path: str) -> dict[int, RunTrace]:
             pid, _field(record, "graph", str, where, path),
             _field(record, "status", str, where, path),
             error if isinstance(error, str) else None,
-            -1.0, 0.0, _field(record, "frames", int, where, path))
+            0.0, 0.0, _field(record, "frames", int, where, path))
     return runs
 
 
-def _add_event(runs: dict[int, RunTrace], event: object, n: int, path: str) -> None:
+def _add_event(runs: dict[int, RunTrace], event: object, n: int, path: str) -> int | None:
+    """Add an op event to its run, or set the run's times from its run event (its pid)."""
     where = f"traceEvents[{n}]"
     if not isinstance(event, dict):
         raise TraceFileError(f"{where} is not an object", path)
     if event.get("ph") != "X" or event.get("cat") not in ("op", "run"):
-        return  # metadata, or events another tool added: not ours to count
-    pid = _field(event, "pid", int, where, path)
+        return None  # metadata, or events another tool added: not ours to count
+    pid: int = _field(event, "pid", int, where, path)
     run = runs.get(pid)
     if run is None:
         raise TraceFileError(f"{where} belongs to pid {pid}, which otherData.runs does not list",
@@ -172,13 +179,14 @@ def _add_event(runs: dict[int, RunTrace], event: object, n: int, path: str) -> N
         raise TraceFileError(f"{where} has a negative dur ({dur})", path)
     if event["cat"] == "run":
         run.start_us, run.wall_us = ts, dur
-        return
+        return pid
     args = _field(event, "args", dict, where, path)
     index = _field(args, "index", list, f"{where}.args", path)
     if not all(isinstance(i, int) and not isinstance(i, bool) for i in index):
         raise TraceFileError(f"{where}.args.index is not a list of integers", path)
     run.executions.append(Execution(_field(event, "name", str, where, path), tuple(index),
                                     ts, dur))
+    return None
 
 
 def _field(record: dict[str, Any], key: str, kind: type[Any], where: str, path: str) -> Any:

@@ -247,11 +247,16 @@ def test_concurrent_runs_from_threads_share_the_file(tmp_path: Path) -> None:
     assert sorted(r["frames"] for r in document["otherData"]["runs"]) == [16, 16, 16]
 
 
-def test_a_file_replaced_between_runs_starts_over(tmp_path: Path) -> None:
+@pytest.mark.parametrize("change", ["remove", "replace"])
+def test_a_file_removed_or_replaced_between_runs_starts_over(tmp_path: Path,
+                                                             change: str) -> None:
     path = tmp_path / "run.json"
     engine = Engine(streaming_graph(), tracers=[ChromeTraceTracer(path)])
     engine.run_sync({"numbers": [1]})
-    path.unlink()
+    if change == "remove":
+        path.unlink()
+    else:
+        path.write_text('{"someone": "else"}')
     engine.run_sync({"numbers": [2]})
     document = load(path)
     assert [r["pid"] for r in document["otherData"]["runs"]] == [1]
