@@ -376,24 +376,29 @@ def trace_output(path: str | None, source: str) -> Iterator[list[Tracer]]:
         raise _error(f"cannot write {path}: {err.strerror}", path, exit_code=2) from err
     os.close(fd)
     tracer = ChromeTraceTracer(tmp)
-    moved = False
     try:
         yield [tracer]
-    finally:
-        if tracer.complete:
-            try:
-                os.chmod(tmp, _file_mode(path))
-                os.replace(tmp, path)
-                moved = True
-            except OSError as err:
-                if sys.exc_info()[1] is None:  # do not hide the run's own error
-                    with contextlib.suppress(OSError):
-                        os.unlink(tmp)
-                    raise _error(f"cannot write {path}: {err.strerror}", path,
-                                 exit_code=2) from err
-        if not moved:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+    except BaseException:
+        _settle_trace(tmp, path, tracer.complete, report=False)  # the run's error comes first
+        raise
+    _settle_trace(tmp, path, tracer.complete, report=True)
+
+
+def _settle_trace(tmp: str, path: str, complete: bool, report: bool) -> None:
+    """Move a complete trace to ``path``; remove the temporary file in every other case."""
+    try:
+        if complete:
+            os.chmod(tmp, _file_mode(path))
+            os.replace(tmp, path)
+            return
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if report:
+            raise _error(f"cannot write {path}: {err.strerror}", path, exit_code=2) from err
+        return
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
 
 
 def _event_loop_run(main: Callable[[], Any]) -> None:
