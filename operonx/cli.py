@@ -10,6 +10,8 @@ no traceback unless ``operonx --debug`` (or ``OPERONX_DEBUG=1``). Exit codes:
 * 70 an internal error (a bug in operonx; ``--debug`` shows the traceback);
 * 130 interrupted.
 
+``run --trace`` and ``trace -o`` write atomically: the file appears complete or not at all.
+
 The ``compiler`` package is imported lazily, inside the commands that need it,
 so ``operonx --help`` and ``operonx run`` stay cheap.
 """
@@ -27,7 +29,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import click
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
     from operonx.core import Frame, GraphOp
     from operonx.errors import OperonxError
     from operonx.ir.model import Graph, Node, SourceLoc
+    from operonx.tracing import Tracer
 
 EXIT_INTERNAL = 70  # also compiler.errors.EXIT_INTERNAL (not imported: the CLI starts cheap)
 EXIT_INTERRUPTED = 130
@@ -331,14 +334,15 @@ def _run_error(err: OperonxError, graph: Graph) -> CompileError:
     return _at(graph.loc, str(err), "GraphOp")
 
 
-def _run_stream(graph_op: GraphOp, inputs: dict[str, Any], label: str) -> None:
+def _run_stream(graph_op: GraphOp, inputs: dict[str, Any], label: str,
+                tracers: Sequence[Tracer]) -> None:
     from operonx.core import Engine
 
     progress = Progress(sys.stderr, label)
     out = sys.stdout
 
     async def consume() -> None:
-        async for frame in Engine(graph_op).stream(inputs=inputs):
+        async for frame in Engine(graph_op, tracers=tracers).stream(inputs=inputs):
             progress.update(frame)
             out.write(frame_to_json(frame) + "\n")
             out.flush()
@@ -347,6 +351,54 @@ def _run_stream(graph_op: GraphOp, inputs: dict[str, Any], label: str) -> None:
         _event_loop_run(consume)
     finally:
         progress.close()
+
+
+@contextlib.contextmanager
+def trace_output(path: str | None, source: str) -> Iterator[list[Tracer]]:
+    """``--trace``: a Chrome trace written to a temporary file, moved to ``path`` when the run ends.
+
+    The run's end includes failing and being interrupted (the trace says how it
+    ended); a run that never started (bad inputs) leaves ``path`` as it was.
+    """
+    if path is None:
+        yield []
+        return
+    from operonx.tracing import ChromeTraceTracer
+
+    with contextlib.suppress(OSError):
+        if os.path.samefile(path, source):
+            raise _error("--trace would overwrite the graph's own source", path, exit_code=2)
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",
+                                   suffix=".tmp")
+    except OSError as err:
+        raise _error(f"cannot write {path}: {err.strerror}", path, exit_code=2) from err
+    os.close(fd)
+    tracer = ChromeTraceTracer(tmp)
+    try:
+        yield [tracer]
+    except BaseException:
+        _settle_trace(tmp, path, tracer.complete, report=False)  # the run's error comes first
+        raise
+    _settle_trace(tmp, path, tracer.complete, report=True)
+
+
+def _settle_trace(tmp: str, path: str, complete: bool, report: bool) -> None:
+    """Move a complete trace to ``path``; remove the temporary file in every other case."""
+    try:
+        if complete:
+            os.chmod(tmp, _file_mode(path))
+            os.replace(tmp, path)
+            return
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if report:
+            raise _error(f"cannot write {path}: {err.strerror}", path, exit_code=2) from err
+        return
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
 
 
 def _event_loop_run(main: Callable[[], Any]) -> None:
@@ -455,22 +507,76 @@ def render_image(dot_text: str, fmt: str) -> bytes:
               help="The run's inputs: a JSON object, or @file.json (@- reads stdin).")
 @click.option("--stream", is_flag=True,
               help="Print every frame as a JSON line as it happens (the last is END).")
-def run(source: str, graph_name: str | None, inputs_arg: str | None, stream: bool) -> None:
+@click.option("--trace", "trace_path", metavar="RUN_JSON", type=click.Path(dir_okay=False),
+              help="Also write the run as a Chrome trace: open it in https://ui.perfetto.dev, "
+                   "or summarise and draw it with `operonx trace`.")
+def run(source: str, graph_name: str | None, inputs_arg: str | None, stream: bool,
+        trace_path: str | None) -> None:
     """Run GRAPH_PY through the Engine; print the result as JSON."""
     from operonx.core import Engine
     from operonx.errors import GraphError, OperonxError
 
     inputs = read_inputs(inputs_arg)
     name, graph_op = _load(source, graph_name)
+    with trace_output(trace_path, source) as tracers:
+        try:
+            if stream:
+                _run_stream(graph_op, inputs, f"operonx run {name}", tracers)
+            else:
+                click.echo(to_json(Engine(graph_op, tracers=tracers).run_sync(inputs=inputs)))
+        except GraphError:
+            raise
+        except OperonxError as err:
+            raise _run_error(err, graph_op.ir) from err
+
+
+@cli.command("trace")
+@click.argument("trace_file", metavar="RUN_JSON")
+@click.option("-o", "--output", metavar="TIMELINE", type=click.Path(dir_okay=False),
+              help="Draw the run's timeline here: .svg or .png (needs the viz extra).")
+@click.option("--run", "run_pid", type=click.IntRange(min=1), metavar="N",
+              help="Which run (its pid), when the file holds several.")
+def trace_command(trace_file: str, output: str | None, run_pid: int | None) -> None:
+    """Summarise a trace from `run --trace` (per-op counts and durations), or draw it."""
+    from operonx.tracing.chrome_read import TraceFileError, load_trace, summary_text
+
+    fmt = None
+    if output is not None:
+        fmt = os.path.splitext(output)[1].lower().lstrip(".")
+        if fmt not in ("svg", "png"):
+            raise click.BadParameter(f"{output!r} does not end in .svg or .png",
+                                     param_hint="'-o'")
+        with contextlib.suppress(OSError):
+            if os.path.samefile(output, trace_file):
+                raise _error("-o would overwrite the trace itself", output, exit_code=2)
     try:
-        if stream:
-            _run_stream(graph_op, inputs, f"operonx run {name}")
-        else:
-            click.echo(to_json(Engine(graph_op).run_sync(inputs=inputs)))
-    except GraphError:
-        raise
-    except OperonxError as err:
-        raise _run_error(err, graph_op.ir) from err
+        trace = load_trace(trace_file)
+    except TraceFileError as err:
+        raise _error(err.message, err.path, err.line, err.col, err.hint, exit_code=2) from err
+    runs = trace.runs
+    pids = ", ".join(str(r.pid) for r in runs) or "none"
+    if run_pid is not None:
+        runs = [r for r in runs if r.pid == run_pid]
+        if not runs:
+            raise _error(f"no run {run_pid} in this trace (runs: {pids})", trace_file,
+                         exit_code=2)
+    if not runs:
+        raise _error("the trace holds no run", trace_file, exit_code=2)
+    if fmt is None:
+        click.echo(summary_text(display_path(trace_file), runs), nl=False)
+        return
+    if len(runs) > 1:
+        raise _error(f"the trace holds {len(runs)} runs (pids {pids}); pick one with --run N",
+                     trace_file, exit_code=2)
+    from operonx.viz.timeline import INSTALL, VizUnavailable, render_timeline
+
+    try:
+        image = render_timeline(runs[0], fmt)
+    except VizUnavailable as err:
+        raise _error("drawing a timeline needs matplotlib, which is not installed",
+                     hint=f"install the viz extra: {INSTALL}", exit_code=2) from err
+    assert output is not None  # fmt is set only with -o
+    write_atomic(output, image)
 
 
 def main() -> None:

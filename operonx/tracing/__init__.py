@@ -9,12 +9,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from operonx.tracing.base import RunInfo, Tracer
+from operonx.tracing.chrome import ChromeTraceTracer
 from operonx.tracing.jsonl import JsonlTracer
 
 if TYPE_CHECKING:
     from operonx.tracing.otel import OpenTelemetryTracer
 
-__all__ = ["JsonlTracer", "OpenTelemetryTracer", "RunInfo", "Tracer"]
+__all__ = ["ChromeTraceTracer", "JsonlTracer", "OpenTelemetryTracer", "RunInfo", "Tracer"]
 
 
 def __getattr__(name: str) -> Any:

@@ -200,7 +200,7 @@ def test_unexpected_exceptions_exit_cleanly(workdir: Path, monkeypatch: pytest.M
                                             exc: BaseException, code: int, text: str) -> None:
     import operonx.core
 
-    monkeypatch.setattr(operonx.core, "Engine", lambda graph: Exploding(graph, exc))
+    monkeypatch.setattr(operonx.core, "Engine", lambda graph, **_: Exploding(graph, exc))
     result = run_cli("run", "good.py", "--inputs", NUMBERS)
     assert result.exit_code == code
     assert result.stderr.startswith(text), result.stderr
