@@ -47,8 +47,9 @@ RUNTIME_NAMES = frozenset({
     "_outputs", "_complete", "_in_order", "_unwrap", "_RunBase", "_Run",
     "_scope_inputs", "_traced_run", "_loop_limit", "_missing", "_NO_LIMITS", "_BACKLOG_HIGH",
     "_Limits", "_REQUIRED", "_ACCEPTED", "_OP_FAILURES", "_cancelling", "_gen_failed",
-    "_agen_failed", "_GRAPH", "_READS", "_REQUIRED_ORDER", "_ChromeTraceWriter", "_is_op_failure", "_closing_note",
-})
+    "_agen_failed", "_GRAPH", "_READS", "_REQUIRED_ORDER", "_ChromeTraceWriter",
+    "_is_op_failure", "_closing_note", "annotations",
+})  # tests/compiler/test_trust.py checks this covers every name the templates bind
 
 
 class Code(str):

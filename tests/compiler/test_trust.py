@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import symtable
 import sys
 import textwrap
 from pathlib import Path
@@ -517,3 +518,21 @@ def test_class8_output_does_not_depend_on_the_hash_seed(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr
         outputs.add(out.read_text(encoding="utf-8"))
     assert len(outputs) == 1
+
+
+def test_class3_runtime_names_cover_what_the_templates_bind() -> None:
+    """Copied code is renamed away from RUNTIME_NAMES: the list must hold every name the
+    module's fixed parts bind, or a user helper could silently replace one."""
+    from compiler.codegen.generate import module_level_names
+    from compiler.codegen.render import RUNTIME_NAMES
+    from compiler.frontend.extract import extract
+    from tests.golden.cases import CASES
+
+    for case in CASES:
+        _name, graph = select_graph(find_graphs(load_module(case.abspath)), None, case.abspath)
+        source = compile_graph(graph, source_path=case.abspath, graph_name="g").source
+        user = module_level_names(extract(graph.ir, reserved=RUNTIME_NAMES))
+        bound = {s.get_name() for s in symtable.symtable(source, "<module>", "exec").get_symbols()
+                 if s.is_assigned() or s.is_imported() or s.is_namespace()}
+        generated = {n for n in bound if n.startswith(("_fast_", "_traced_"))}
+        assert bound - user - generated <= RUNTIME_NAMES, case.name
