@@ -31,21 +31,25 @@ import functools
 import keyword
 import math
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 _PLACEHOLDER = re.compile(r"[A-Z][A-Z0-9_]*\Z")
-_ASCII_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _COMMENT_PREFIX = "# "
 
 
 class Ident(str):
-    """A name that is safe to write into code: ASCII, an identifier, not a keyword."""
+    """A name that is safe to write into code: an identifier (not a keyword) that the
+    parser reads back exactly — it normalises identifiers to NFKC, so ``ﬁx`` would be read
+    as ``fix``. Generated names are ASCII; a user's function keeps its own (normalised) name.
+    """
 
     __slots__ = ()
 
     def __new__(cls, text: str) -> Ident:
-        if not _ASCII_IDENT.match(text) or keyword.iskeyword(text):
+        if (not text.isidentifier() or keyword.iskeyword(text)
+                or unicodedata.normalize("NFKC", text) != text):
             raise ValueError(f"not a safe identifier: {text!r}")
         return super().__new__(cls, text)
 

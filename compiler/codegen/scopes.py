@@ -794,11 +794,12 @@ class ScopeWriter:
         """, STOP=ns.fresh(f"{st.name}_stop"), UNTIL=until, EXC=self.fn.exc,
             NAME=py.lit(st.qualname), IDX=ctx.index())
         out += py.stmts("""
-            for _ in range(LIMIT):
+            for PASS in range(LIMIT):
                 BODY
             else:
                 raise _loop_limit(NAME, LIMIT)
-        """, LIMIT=py.lit(loop.max_iterations), BODY=body, NAME=py.lit(st.qualname))
+        """, PASS=ns.fresh("_iteration"), LIMIT=py.lit(loop.max_iterations), BODY=body,
+            NAME=py.lit(st.qualname))
         if self._needs_var(st):
             out += py.stmts("V: dict[str, Any] = STATE", V=self.out[st.name], STATE=state_dict())
 
