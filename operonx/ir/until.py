@@ -14,6 +14,7 @@ import ast
 import copy
 import difflib
 import operator
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -52,11 +53,18 @@ def parse_until(source: str, state: Sequence[str]) -> UntilExpr:
         raise UntilSyntaxError(f"until={source!r} is not an expression: {err.msg}",
                                max((err.offset or 1) - 1, 0)) from None
     names: list[str] = []
-    _check(tree, source, frozenset(state), names)
+    # The parser reads identifiers as NFKC (``ｆｕｌｌ`` is ``full``): map what it reads back
+    # to the state key the user declared. Two keys that read the same are ambiguous (None).
+    by_parsed: dict[str, str | None] = {}
+    for key in state:
+        parsed = unicodedata.normalize("NFKC", key)
+        by_parsed[parsed] = None if parsed in by_parsed else key
+    _check(tree, source, by_parsed, names)
     return UntilExpr(source=source, tree=tree, names=tuple(dict.fromkeys(names)))
 
 
-def _check(node: ast.AST, source: str, state: frozenset[str], names: list[str]) -> None:
+def _check(node: ast.AST, source: str, state: Mapping[str, str | None],
+           names: list[str]) -> None:
     def refuse(what: str, hint: str = "") -> UntilSyntaxError:
         part = ast.get_source_segment(source.strip(), node) or type(node).__name__
         return UntilSyntaxError(f"until={source!r}: {what} {part!r} is not allowed{hint}",
@@ -65,12 +73,19 @@ def _check(node: ast.AST, source: str, state: frozenset[str], names: list[str]) 
     match node:
         case ast.Name(id=name):
             if name not in state:
-                close = difflib.get_close_matches(name, sorted(state), n=1)
+                known = sorted(k for k in state.values() if k is not None)
+                close = difflib.get_close_matches(name, known, n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else (
-                    f"; the loop state is {sorted(state)}" if state else "; the loop has no state")
+                    f"; the loop state is {known}" if known else "; the loop has no state")
                 raise UntilSyntaxError(
                     f"until={source!r}: unknown state variable {name!r}{hint}", node.col_offset)
-            names.append(name)
+            key = state[name]
+            if key is None:
+                raise UntilSyntaxError(
+                    f"until={source!r}: {name!r} could be several state variables whose names "
+                    "Python reads as the same identifier; rename one", node.col_offset)
+            node.id = key  # the declared key, which may differ from what the parser read
+            names.append(key)
         case ast.Constant(value=value):
             if not isinstance(value, (int, float, str, bool, type(None))):
                 raise refuse("the literal")
