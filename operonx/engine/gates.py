@@ -1,0 +1,141 @@
+"""Branch decisions and skip gates (SPEC §8), built once per Engine from the IR.
+
+Only the nodes :func:`operonx.ir.branching.skip_analysis` marks skippable get a
+gate; the region loops call it just before the node would run, when everything
+it waits for is settled, and mark the node skipped (or failed) instead of
+running it. The rule the gate applies is the one written in
+:mod:`operonx.ir.branching`.
+
+A branch is decided at most once per instance of its context (a scope run, or
+a frame when its condition reads a stream), by the first target that asks; the
+arm taken is kept in that instance (``Inst.decisions``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from operonx.engine.routes import presence
+from operonx.engine.runtime import Inst, Run
+from operonx.errors import OpError
+from operonx.ir import condition
+from operonx.ir.branching import effective
+from operonx.ir.model import Branch, Graph, InputRef, Node, OutputRef, leaves
+
+RUN, SKIP, FAIL = 0, 1, 2
+NO_ARM, FAILED = -1, -2  # decisions besides an arm index
+
+Gate = Callable[[Run, Inst], int]
+
+
+class Decider:
+    """Decides one branch in one instance: the index of the arm taken, NO_ARM or FAILED."""
+
+    def __init__(self, graph: Graph, branch: Branch, slot: int, qual: str) -> None:
+        self.slot = slot
+        self.qualname = qual + branch.name
+        self.text = "; ".join(
+            "else" if arm.condition is None else condition.describe(arm.condition)
+            for arm in branch.arms)
+        at = branch.context
+        refs = [r for arm in branch.arms if arm.condition is not None
+                for r in condition.refs(arm.condition) if isinstance(r, OutputRef)]
+        # A condition on a value that is not there (its producer was skipped) takes no arm.
+        self.present = [presence(graph, at, r) for r in dict.fromkeys(refs)]
+
+        def read(ref: InputRef | OutputRef) -> Callable[[Inst], Any]:
+            key = ref.key
+            if isinstance(ref, InputRef):
+                return lambda inst: inst.scope.inputs[key]
+            name = ref.node
+            up = len(at) - len(graph.nodes[name].out_context)
+            return lambda inst: inst.up(up).vals[name][key]
+
+        self.tests = [None if arm.condition is None else
+                      condition.compile_condition(arm.condition, read) for arm in branch.arms]
+
+    def decide(self, run: Run, inst: Inst) -> int:
+        decisions = inst.decisions
+        if decisions is None:
+            decisions = inst.decisions = {}
+        elif self.slot in decisions:
+            return decisions[self.slot]
+        decisions[self.slot] = arm = self._evaluate(run, inst)
+        return arm
+
+    def _evaluate(self, run: Run, inst: Inst) -> int:
+        if not all(present(inst) for present in self.present):
+            return NO_ARM
+        try:
+            for i, test in enumerate(self.tests):
+                if test is None or test(inst):
+                    return i
+        except Exception as exc:  # e.g. ``None < 3``: the branch fails like an op would
+            if not run.collect_errors:
+                where = f" at index {inst.index}" if inst.index else ""
+                err = OpError(f"branch {self.qualname!r}{where} raised {type(exc).__name__}: "
+                              f"{exc} (deciding {self.text})", self.qualname, inst.index)
+                run.fail(err)
+                raise err from exc
+            run.record(self.qualname, inst.index, exc)
+            return FAILED
+        return NO_ARM
+
+
+def deciders(graph: Graph, qual: str) -> dict[str, Decider]:
+    return {b.name: Decider(graph, b, slot, qual) for slot, b in enumerate(graph.branches)}
+
+
+def gate(graph: Graph, node: Node, decide: dict[str, Decider]) -> Gate | None:
+    """The check a skippable node makes before it runs; None for a node nothing can skip."""
+    if node.name not in graph.skippable:
+        return None
+    at = node.context
+    reads: list[list[Callable[[Inst], bool]]] = []  # per argument: any option present
+    for source in node.args.values():
+        options = leaves(source)
+        refs = [o for o in options if isinstance(o, OutputRef)]
+        if refs and len(refs) == len(options):  # a PARENT or literal default is always there
+            reads.append([presence(graph, at, r) for r in refs])
+    edges: list[tuple[int, str, tuple[Decider, int, int] | None]] = []
+    guards = graph.edge_guards()
+    unconditional_start = False
+    for a, b in graph.edges:
+        if b != node.name:
+            continue
+        guarded = guards.get((a, b))
+        guard = None
+        if guarded is not None:
+            branch, arm = guarded
+            guard = (decide[branch.name], arm, len(at) - len(branch.context))
+        if a == "START":
+            if guard is None:
+                unconditional_start = True
+            edges.append((0, "", guard))
+        else:
+            up, rep = effective(graph.nodes, a, at)
+            edges.append((up, rep, guard))
+    if unconditional_start:
+        edges = []  # START always runs: the edge rule holds
+
+    def check(run: Run, inst: Inst) -> int:
+        for options in reads:
+            if not any(present(inst) for present in options):
+                return SKIP
+        if not edges:
+            return RUN
+        for up, rep, guard in edges:
+            if rep and inst.up(up).is_skipped(rep):
+                continue
+            if guard is not None:
+                decider, arm, branch_up = guard
+                taken = decider.decide(run, inst.up(branch_up))
+                if taken == FAILED:
+                    return FAIL
+                if taken != arm:
+                    continue
+            return RUN
+        return SKIP
+
+    return check
