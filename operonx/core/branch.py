@@ -43,7 +43,6 @@ class Branch(_Routing):
         self._targets: list[_Handle] = []
         self._has_else = False
         self._wired = False
-        block._draft_or_raise().branches.append(self._draft)
 
     def _arm(self, what: str, condition: Any, target: Any) -> Branch:
         loc = user_loc()
@@ -158,7 +157,9 @@ def if_(condition: Cond | Ref | ParentRef, target: Any) -> Branch:
     loc = user_loc()
     if block is None:
         raise _error("if_(...) is used inside a `with GraphOp(...)` block", loc)
-    return Branch(block, loc)._arm("if_(...)", condition, target)
+    branch = Branch(block, loc)._arm("if_(...)", condition, target)
+    block._draft_or_raise().branches.append(branch._draft)  # once its first arm is valid
+    return branch
 
 
 class Coalesced(_ArgumentValue):

@@ -102,8 +102,8 @@ def as_cond(value: Any, where: str) -> Cond:
     if isinstance(value, bool):
         raise _located(
             f"{where} got the bool {value!r}, not a condition built from refs",
-            "parenthesise comparisons joined with & or |: (a['x'] == 1) & (b['y'] > 2); "
-            "`a == b == c` and `ref == x` compared outside if_(...) are plain bools")
+            "write ref.isin([...]) rather than `ref in [...]`, and parenthesise comparisons "
+            "joined with & or |: (a['x'] == 1) & (b['y'] > 2)")
     raise _located(f"{where} takes conditions built from refs (node['k'] == 1, "
                    f"PARENT['k'].isin([...]), ...), not {type(value).__name__} {value!r}",
                    "parenthesise comparisons joined with & or |: (a['x'] == 1) & (b['y'] > 2)")
