@@ -83,14 +83,28 @@ class Decider:
         return NO_ARM
 
 
-def deciders(graph: Graph, qual: str) -> dict[str, Decider]:
-    return {b.name: Decider(graph, b, slot, qual) for slot, b in enumerate(graph.branches)}
+class ScopeGates:
+    """What the gates of one scope share: its deciders, incoming edges and edge guards."""
+
+    def __init__(self, graph: Graph, qual: str) -> None:
+        self.graph = graph
+        self.deciders = {b.name: Decider(graph, b, slot, qual)
+                         for slot, b in enumerate(graph.branches)}
+        self.guards = graph.edge_guards()
+        self.incoming: dict[str, list[str]] = {}
+        for a, b in graph.edges:
+            self.incoming.setdefault(b, []).append(a)
+
+    def gate(self, node: Node) -> Gate | None:
+        """The check a skippable node makes before it runs; None when nothing can skip it."""
+        graph = self.graph
+        if node.name not in graph.skippable:
+            return None
+        return _gate(graph, node, self.incoming.get(node.name, []), self.guards, self.deciders)
 
 
-def gate(graph: Graph, node: Node, decide: dict[str, Decider]) -> Gate | None:
-    """The check a skippable node makes before it runs; None for a node nothing can skip."""
-    if node.name not in graph.skippable:
-        return None
+def _gate(graph: Graph, node: Node, incoming: list[str],
+          guards: dict[tuple[str, str], tuple[Branch, int]], decide: dict[str, Decider]) -> Gate:
     at = node.context
     reads: list[list[Callable[[Inst], bool]]] = []  # per argument: any option present
     for source in node.args.values():
@@ -99,25 +113,20 @@ def gate(graph: Graph, node: Node, decide: dict[str, Decider]) -> Gate | None:
         if refs and len(refs) == len(options):  # a PARENT or literal default is always there
             reads.append([presence(graph, at, r) for r in refs])
     edges: list[tuple[int, str, tuple[Decider, int, int] | None]] = []
-    guards = graph.edge_guards()
-    unconditional_start = False
-    for a, b in graph.edges:
-        if b != node.name:
-            continue
-        guarded = guards.get((a, b))
+    for a in incoming:
+        guarded = guards.get((a, node.name))
         guard = None
         if guarded is not None:
             branch, arm = guarded
             guard = (decide[branch.name], arm, len(at) - len(branch.context))
         if a == "START":
             if guard is None:
-                unconditional_start = True
+                edges = []  # START always runs: the edge rule holds whatever the others do
+                break
             edges.append((0, "", guard))
         else:
             up, rep = effective(graph.nodes, a, at)
             edges.append((up, rep, guard))
-    if unconditional_start:
-        edges = []  # START always runs: the edge rule holds
 
     def check(run: Run, inst: Inst) -> int:
         for options in reads:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from operonx.engine.gates import FAIL, RUN, Gate, deciders, gate
+from operonx.engine.gates import FAIL, RUN, Gate, ScopeGates
 from operonx.engine.policies import Exhausted, NodePolicy, timed
 from operonx.engine.routes import BufferIds, by_index, collect_buffers, getter, publication
 from operonx.engine.runtime import Inst, Run, ScopeRun, op_error
@@ -83,9 +83,9 @@ class ScopeProgram:
                                    transparent, sole_instance and not graph.nodes[name].context)
                  for name in self.plan.order}
         if graph.skippable:  # branches (SPEC §8): gates before the regions read them
-            decide = deciders(graph, qual)
+            gates = ScopeGates(graph, qual)
             for node in nodes.values():
-                node.gate = gate(graph, node.node, decide)
+                node.gate = gates.gate(node.node)
         # depth-0 result key -> its producer, to tell a failed producer from a skipped one
         self.result_producers = {k: spec.node for k, spec in [
             *(graph.results.items() if graph.kind == "graph" else ()),
