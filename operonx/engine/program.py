@@ -608,8 +608,28 @@ class NodeProgram:
             # A producer inside failed (collect mode; already recorded): the node fails.
             inst.mark_failed(self.name)
             raise _Skip()
-        # Keys a branch skipped inside stay absent: their readers are skipped (SPEC §8).
-        self.publish(inst, out)
+        if missing:  # keys a branch skipped inside stay absent: their readers skip (SPEC §8)
+            self._publish_partial(inst, out)
+        else:
+            self.publish(inst, out)
+
+    def _publish_partial(self, inst: Inst, out: dict[str, Any]) -> None:
+        """``publish`` for a sub-graph's outputs that lack skipped keys: those feed nothing
+        (collect buffers and result lists get only the values that exist)."""
+        inst.vals[self.name] = out
+        parent = inst.parent
+        for buffer_id, key, ordered in self.collectors:
+            if key in out:
+                assert parent is not None
+                bucket = parent.bufs.setdefault(buffer_id, [])
+                bucket.append((inst.index, out[key]) if ordered else out[key])
+        scope = inst.scope
+        for result_key, key in self.plain_results:
+            if key in out:
+                scope.plain[result_key] = out[key]
+        for result_key, key in self.streamed_results:
+            if key in out:
+                scope.streamed.setdefault(result_key, []).append((inst.index, out[key]))
 
     def _loop_start(self, inst: Inst) -> dict[str, Any]:
         assert self.node.body is not None

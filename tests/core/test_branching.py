@@ -596,3 +596,25 @@ def test_branch_in_a_loop_body_keeps_state_a_skipped_writeback_would_set() -> No
         START >> s >> if_(s["count"].isin([2, 4]), b)
         [s, b] >> END
     assert Engine(loop).run_sync() == {"count": 4, "total": 20}
+
+
+def test_a_subgraph_key_skipped_inside_is_left_out_of_end_lists_and_collects() -> None:
+    with GraphOp(name="g") as g:
+        gen = numbers(items=PARENT["items"])
+        with GraphOp(name="inner", inputs={"n": gen["n"]}) as inner:
+            s = small(n=PARENT["n"])
+            START >> if_(PARENT["n"] < 3, s)
+            s >> END
+        everything = labels(values=inner["label"].collect(ordered=True))
+        START >> gen >> inner >> END
+        inner >> everything >> END
+    assert Engine(g).run_sync({"items": [1, 5, 2]}) == {
+        "label": ["small 1", "small 2"], "all": ["small 1", "small 2"]}
+    with GraphOp(name="top") as top:
+        with GraphOp(name="inner", inputs={"n": PARENT["n"]}) as once:
+            s = small(n=PARENT["n"])
+            START >> if_(PARENT["n"] < 3, s)
+            s >> END
+        START >> once >> END
+    assert Engine(top).run_sync({"n": 5}) == {}
+    assert top.ir.optional_results == {"label"}
