@@ -20,6 +20,7 @@ from operonx.engine.policies import Exhausted, NodePolicy, timed
 from operonx.engine.routes import BufferIds, by_index, collect_buffers, getter, publication
 from operonx.engine.runtime import Inst, Run, ScopeRun, op_error
 from operonx.errors import LoopLimitExceeded, OpError
+from operonx.ir.branching import effective
 from operonx.ir.model import (
     Const,
     Graph,
@@ -86,10 +87,14 @@ class ScopeProgram:
             gates = ScopeGates(graph, qual)
             for node in nodes.values():
                 node.gate = gates.gate(node.node)
+        specs = [*(graph.results.items() if graph.kind == "graph" else ()),
+                 *graph.writebacks.items()]
         # depth-0 result key -> its producer, to tell a failed producer from a skipped one
-        self.result_producers = {k: spec.node for k, spec in [
-            *(graph.results.items() if graph.kind == "graph" else ()),
-            *graph.writebacks.items()] if spec.depth == 0}
+        self.result_producers = {k: spec.node for k, spec in specs if spec.depth == 0}
+        # streamed result key -> the node at depth 0 that starts its stream: when a branch
+        # skipped that generator, the key is absent rather than [] (SPEC §8)
+        self.stream_starters = {k: effective(graph.nodes, spec.node, ())[1]
+                                for k, spec in specs if spec.depth > 0}
         self.regions = {ctx: RegionProgram(region, nodes) for ctx, region in
                         self.plan.regions.items()}
         for node in nodes.values():
@@ -120,6 +125,8 @@ class ScopeProgram:
         """The results; ``failed_keys`` (when given) gets the absent keys whose producer failed
         (the others were skipped by a branch)."""
         for key in self.streamed_keys:
+            if root.skipped is not None and self.stream_starters[key] in root.skipped:
+                continue
             frames = scope.streamed.get(key, [])
             frames.sort(key=by_index)  # yield order, nested streams flattened
             scope.plain[key] = [value for _index, value in frames]

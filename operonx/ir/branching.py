@@ -234,8 +234,11 @@ def skip_analysis(graph: Graph, order: Iterable[str]) -> tuple[frozenset[str], f
     if graph.kind == "graph":  # a loop's results are its state: always there
         specs = [*graph.results.items(), *graph.writebacks.items()]
         for key, spec in specs:
-            if spec.depth == 0 and read_may_be_absent(
-                    graph, skippable, OutputRef(spec.node, spec.key), ()):
+            if spec.depth == 0:
+                absent = read_may_be_absent(graph, skippable, OutputRef(spec.node, spec.key), ())
+            else:  # a list of frames, absent when its stream never started
+                absent = effective(nodes, spec.node, ())[1] in skippable
+            if absent:
                 optional.add(key)
     return frozenset(skippable), frozenset(optional)
 
@@ -267,8 +270,8 @@ def _some_pred_runs(nodes: Mapping[str, Node], skippable: set[str],
         _up, rep = effective(nodes, p, at)
         if rep not in skippable:
             return True
-        if rep == p and p in sure_arm:
-            branch, arm = sure_arm[p]
+        if rep in sure_arm:  # p itself, or the generator whose stream p runs in
+            branch, arm = sure_arm[rep]
             arms = covered.setdefault(branch.name, set())
             arms.add(arm)
             if len(arms) == len(branch.arms):
@@ -296,9 +299,11 @@ def _some_present(graph: Graph, skippable: set[str], sure_arm: Mapping[str, tupl
         if not read_may_be_absent(graph, skippable, ref, at):
             return True
         producer = graph.nodes[ref.node]
-        if ref.collect is None and ref.node in sure_arm and not (
-                producer.body is not None and ref.key in producer.body.optional_results):
-            branch, arm = sure_arm[ref.node]
+        # Whose running makes the value there: the producer, or for a collect its generator.
+        runs = ref.node if ref.collect is None else effective(graph.nodes, ref.node, at)[1]
+        if runs in sure_arm and (ref.collect is not None or not (
+                producer.body is not None and ref.key in producer.body.optional_results)):
+            branch, arm = sure_arm[runs]
             arms = covered.setdefault(branch.name, set())
             arms.add(arm)
             if len(arms) == len(branch.arms):

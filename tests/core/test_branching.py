@@ -618,3 +618,21 @@ def test_a_subgraph_key_skipped_inside_is_left_out_of_end_lists_and_collects() -
         START >> once >> END
     assert Engine(top).run_sync({"n": 5}) == {}
     assert top.ir.optional_results == {"label"}
+
+
+def test_a_skipped_generator_leaves_its_lists_absent_and_coalesce_picks_the_other_arm() -> None:
+    with GraphOp(name="g") as g:
+        m = measure(n=PARENT["n"])
+        gen = numbers(items=PARENT["items"])
+        s = small(n=gen["n"])
+        single = note(text="single")
+        either = labels(values=coalesce(s["label"].collect(), single["note"]))
+        START >> m >> if_(m["size"] > 0, gen).else_(single)
+        gen >> s >> END
+        [s, single] >> either >> END
+    assert g.ir.optional_results == {"label"}  # `all` is there whichever arm ran
+    engine = Engine(g)
+    assert engine.run_sync({"n": 1, "items": [1, 2]}) == {
+        "label": ["small 1", "small 2"], "all": ["small 1", "small 2"]}
+    assert engine.run_sync({"n": 1, "items": []}) == {"label": [], "all": []}  # ran, empty
+    assert engine.run_sync({"n": 0, "items": [1, 2]}) == {"all": "single"}  # never started
