@@ -33,3 +33,16 @@ def test_compile_refuses_the_branch_at_its_line(workdir: Path, invoke: Invoke) -
     assert diagnostic("branching.py", line_of("branching.py", "branch")).search(result.stderr)
     assert "branches are not supported by the compiler yet" in result.stderr
     assert not (workdir / "out.py").exists()
+
+
+def test_run_stream_prints_attempts_and_cache_hits(workdir: Path, invoke: Invoke) -> None:
+    import shutil
+
+    from tests.cli.helpers import REPO
+
+    shutil.copy(REPO / "examples" / "policies.py", workdir / "policies.py")
+    result = invoke("run", "policies.py", "--inputs", '{"urls": ["a", "a"]}', "--stream")
+    assert result.exit_code == 0, result.stderr
+    frames = [json.loads(line) for line in result.stdout.splitlines()]
+    embeds = sorted((f["attempts"], f["cached"]) for f in frames if f["op_name"] == "embed")
+    assert embeds == [(0, True), (1, False)]  # one call, one hit
