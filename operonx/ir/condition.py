@@ -122,6 +122,10 @@ def to_python(cond: Condition, ref: Callable[[InputRef | OutputRef], str],
                 return " and ".join(nested(p) for p in parts)
             case AnyOf(parts=parts):
                 return " or ".join(nested(p) for p in parts)
+            case Not(part=IsIn(operand=x, values=values)):
+                return f"{operand(x)} not in {literal(values)}"
+            case Not(part=IsNone(operand=x)):
+                return f"{operand(x)} is not None"
             case Not(part=part):
                 return f"not {nested(part)}"
         raise AssertionError(f"not a condition: {c!r}")

@@ -178,7 +178,7 @@ def test_conditions_are_data_printed_never_evaluated_as_code() -> None:
         yes >> END
     text = describe(g.ir.branches[0].arms[0].condition)  # type: ignore[arg-type]
     assert text == ("measure['size'] == \"__import__('os').system('exit 3')\" or "
-                    "(not PARENT['flag'] in (1,))")
+                    "(PARENT['flag'] not in (1,))")
     assert Engine(g).run_sync({"n": 1, "flag": 1}) == {}
 
 
