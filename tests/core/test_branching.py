@@ -636,3 +636,30 @@ def test_a_skipped_generator_leaves_its_lists_absent_and_coalesce_picks_the_othe
         "label": ["small 1", "small 2"], "all": ["small 1", "small 2"]}
     assert engine.run_sync({"n": 1, "items": []}) == {"label": [], "all": []}  # ran, empty
     assert engine.run_sync({"n": 0, "items": [1, 2]}) == {"all": "single"}  # never started
+
+
+def test_a_branch_after_several_sources_is_decided_once_they_have_run() -> None:
+    with GraphOp(name="g") as g:
+        a, b = measure(n=PARENT["x"]), measure(n=PARENT["y"], name="other")
+        s, lg = small(n=a["size"]), large(n=b["size"])
+        START >> [a, b]
+        [a, b] >> if_(a["size"] < b["size"], s).else_(lg)
+        [s, lg] >> (t := tag(label=coalesce(s["label"], lg["label"]))) >> END
+    assert t is not None
+    assert set(g.ir.branches[0].sources) == {"measure", "other"}
+    assert Engine(g).run_sync({"x": 1, "y": 2}) == {"tagged": "<small 1>"}
+    assert Engine(g).run_sync({"x": 3, "y": 2}) == {"tagged": "<large 2>"}
+
+
+def test_a_branch_whose_sources_were_all_skipped_takes_no_arm_not_even_else() -> None:
+    with GraphOp(name="g") as g:
+        m = measure(n=PARENT["n"])
+        s = small(n=m["size"])
+        yes, no = note(text="yes"), tag(label="no")
+        START >> m >> if_(m["size"] < 10, s)
+        s >> if_(s["label"] == "small 1", yes).else_(no)
+        [yes, no] >> END
+    assert g.ir.optional_results == {"note", "tagged"}
+    assert Engine(g).run_sync({"n": 1}) == {"note": "yes"}
+    assert Engine(g).run_sync({"n": 2}) == {"tagged": "<no>"}
+    assert Engine(g).run_sync({"n": 20}) == {}
