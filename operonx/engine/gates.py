@@ -20,7 +20,7 @@ from operonx.engine.routes import presence
 from operonx.engine.runtime import Inst, Run
 from operonx.errors import OpError
 from operonx.ir import condition
-from operonx.ir.branching import effective
+from operonx.ir.branching import effective, read_may_be_absent
 from operonx.ir.model import Branch, Graph, InputRef, Node, OutputRef, leaves
 
 RUN, SKIP, FAIL = 0, 1, 2
@@ -41,8 +41,10 @@ class Decider:
         at = branch.context
         refs = [r for arm in branch.arms if arm.condition is not None
                 for r in condition.refs(arm.condition) if isinstance(r, OutputRef)]
-        # A condition on a value that is not there (its producer was skipped) takes no arm.
-        self.present = [presence(graph, at, r) for r in dict.fromkeys(refs)]
+        # A condition on a value that is not there (its producer was skipped) takes no arm;
+        # only the values the IR says may be absent are checked.
+        self.present = [presence(graph, at, r) for r in dict.fromkeys(refs)
+                        if read_may_be_absent(graph, set(graph.skippable), r, at)]
 
         def read(ref: InputRef | OutputRef) -> Callable[[Inst], Any]:
             key = ref.key
@@ -50,6 +52,8 @@ class Decider:
                 return lambda inst: inst.scope.inputs[key]
             name = ref.node
             up = len(at) - len(graph.nodes[name].out_context)
+            if up == 0:
+                return lambda inst: inst.vals[name][key]
             return lambda inst: inst.up(up).vals[name][key]
 
         self.tests = [None if arm.condition is None else
@@ -65,8 +69,9 @@ class Decider:
         return arm
 
     def _evaluate(self, run: Run, inst: Inst) -> int:
-        if not all(present(inst) for present in self.present):
-            return NO_ARM
+        for present in self.present:
+            if not present(inst):
+                return NO_ARM
         try:
             for i, test in enumerate(self.tests):
                 if test is None or test(inst):
@@ -106,12 +111,19 @@ class ScopeGates:
 def _gate(graph: Graph, node: Node, incoming: list[str],
           guards: dict[tuple[str, str], tuple[Branch, int]], decide: dict[str, Decider]) -> Gate:
     at = node.context
-    reads: list[list[Callable[[Inst], bool]]] = []  # per argument: any option present
+    skippable = set(graph.skippable)
+    # Per argument that may find nothing: the checks of its options (any one present will do).
+    # Reads the IR proves are always there (an outer value, a node no branch can skip, a
+    # PARENT or literal default) need no check.
+    reads: list[list[Callable[[Inst], bool]]] = []
     for source in node.args.values():
         options = leaves(source)
         refs = [o for o in options if isinstance(o, OutputRef)]
-        if refs and len(refs) == len(options):  # a PARENT or literal default is always there
+        if len(refs) < len(options) or not refs:
+            continue
+        if all(read_may_be_absent(graph, skippable, r, at) for r in refs):
             reads.append([presence(graph, at, r) for r in refs])
+    # Incoming edges: (levels up, the node whose skip kills the edge or "", guard or None).
     edges: list[tuple[int, str, tuple[Decider, int, int] | None]] = []
     for a in incoming:
         guarded = guards.get((a, node.name))
@@ -120,31 +132,36 @@ def _gate(graph: Graph, node: Node, incoming: list[str],
             branch, arm = guarded
             guard = (decide[branch.name], arm, len(at) - len(branch.context))
         if a == "START":
-            if guard is None:
-                edges = []  # START always runs: the edge rule holds whatever the others do
-                break
-            edges.append((0, "", guard))
+            rep, up = "", 0
         else:
             up, rep = effective(graph.nodes, a, at)
-            edges.append((up, rep, guard))
+            if rep not in skippable:
+                rep = ""  # that predecessor always runs
+        if not rep and guard is None:
+            edges = []  # an edge that is always live: the edge rule holds
+            break
+        edges.append((up, rep, guard))
 
     def check(run: Run, inst: Inst) -> int:
         for options in reads:
-            if not any(present(inst) for present in options):
+            for present in options:
+                if present(inst):
+                    break
+            else:
                 return SKIP
         if not edges:
             return RUN
         for up, rep, guard in edges:
-            if rep and inst.up(up).is_skipped(rep):
+            if rep and (inst if up == 0 else inst.up(up)).is_skipped(rep):
                 continue
-            if guard is not None:
-                decider, arm, branch_up = guard
-                taken = decider.decide(run, inst.up(branch_up))
-                if taken == FAILED:
-                    return FAIL
-                if taken != arm:
-                    continue
-            return RUN
+            if guard is None:
+                return RUN
+            decider, arm, branch_up = guard
+            taken = decider.decide(run, inst if branch_up == 0 else inst.up(branch_up))
+            if taken == arm:
+                return RUN
+            if taken == FAILED:
+                return FAIL
         return SKIP
 
     return check
