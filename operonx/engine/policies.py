@@ -174,11 +174,15 @@ class NodePolicy:
             flight.done.set()
 
     async def _attempts(self, invoke: Invoke, kwargs: dict[str, Any]) -> Outcome:
-        retry = self.retry
+        retry, timeout = self.retry, self.timeout
         attempt = 1
         while True:
             try:
-                return Outcome(await self._once(invoke, kwargs), attempt, False)
+                if timeout is None:
+                    value = await invoke(kwargs)
+                else:  # each attempt has its own deadline
+                    value = await timed(invoke(kwargs), timeout)
+                return Outcome(value, attempt, False)
             except Exception as exc:
                 self._give_up_unless_retried(exc, attempt)
             attempt += 1
@@ -186,11 +190,6 @@ class NodePolicy:
             wait = retry.delay_before(attempt)
             if wait > 0:
                 await asyncio.sleep(wait)
-
-    async def _once(self, invoke: Invoke, kwargs: dict[str, Any]) -> Any:
-        if self.timeout is None:
-            return await invoke(kwargs)
-        return await timed(invoke(kwargs), self.timeout)
 
 
 async def timed(awaitable: Awaitable[Any], seconds: float) -> Any:
