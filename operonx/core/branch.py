@@ -165,9 +165,8 @@ def if_(condition: Cond | Ref | ParentRef, target: Any) -> Branch:
 class Coalesced(_ArgumentValue):
     """``coalesce(...)`` as an argument value (see :func:`coalesce`)."""
 
-    def __init__(self, options: tuple[Any, ...], loc: SourceLoc) -> None:
+    def __init__(self, options: tuple[Any, ...]) -> None:
         self.options = options
-        self.loc = loc
 
     def to_argument(self) -> Source:
         out: list[Const | InputRef | OutputRef] = []
@@ -208,4 +207,4 @@ def coalesce(*options: Any) -> Coalesced:
                          "put a PARENT ref or literal default last")
         if not isinstance(option, ParentRef) and _find_hidden_ref(option) is not None:
             raise _error(f"coalesce(...) default {option!r} hides a reference", loc)
-    return Coalesced(options, loc)
+    return Coalesced(options)
