@@ -127,10 +127,11 @@ async def test_a_timeout_the_op_raises_itself_is_passed_through() -> None:
 
 
 async def test_an_async_generator_timeout_applies_to_each_step() -> None:
-    @op(timeout=0.05)
+    @op(timeout=0.2)
     async def ticks(n: int) -> AsyncIterator[dict[str, int]]:
         for i in range(n):
-            await asyncio.sleep(0.01 if i < 2 else 10)  # each step is short until the third
+            # Each step is well within its 0.2 s until the third; the whole stream is not.
+            await asyncio.sleep(0.12 if i < 2 else 10)
             yield {"tick": i}
 
     with GraphOp(name="g") as g:
