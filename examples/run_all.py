@@ -1,4 +1,8 @@
-"""Run the seed's three examples through the Engine and print what each returns."""
+"""Run the examples through the Engine and print what each returns.
+
+The seed's three, then branching (SPEC §8) and policies (SPEC §9), which the
+compiler does not support yet: they run through the Engine only.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ EXAMPLES: list[tuple[str, dict[str, Any]]] = [
     ("streaming.py", {"numbers": [1, 2, 3]}),
     ("collect.py", {"numbers": [1, 2, 3]}),
     ("loop.py", {}),
+    ("branching.py", {"paths": ["a.wav", "b.png", "c.txt"]}),
+    ("policies.py", {"urls": ["a", "b", "a", "c"]}),
 ]
 
 

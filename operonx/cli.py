@@ -251,6 +251,7 @@ def frame_to_json(frame: Frame) -> str:
         "span": {"trace_id": span.trace_id, "span_id": span.span_id,
                  "parent_span_id": span.parent_span_id},
         "start_ns": frame.start_ns, "end_ns": frame.end_ns,
+        "attempts": frame.attempts, "cached": frame.cached,
     })
 
 

@@ -9,6 +9,8 @@ edge into it lands on its START and an edge out of it leaves from its END.
   generators are parallelograms marked ``stream``;
 * ``a >> b`` is a solid edge, labelled with what ``b`` collects from ``a``;
 * a read without a direct ``>>`` edge is a dashed edge labelled with the key;
+* an edge of a branch (``a >> if_(cond, b)``) is dashed and labelled with its arm:
+  ``if <cond>``, ``elif <cond>`` or ``else``;
 * a write-back ``node["k"] >> PARENT["x"]`` is a dashed edge to the scope's END
   labelled ``k → x``; a loop's END has a dashed ``repeat until ...`` edge back.
 """
@@ -19,7 +21,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
-from operonx.ir.model import Graph, Node, OutputRef, UntilExpr
+from operonx.ir.condition import describe
+from operonx.ir.model import Arm, Graph, Node, OutputRef, UntilExpr, output_refs
 
 Shape = Literal["terminal", "op", "stream"]
 Style = Literal["solid", "dashed"]
@@ -120,8 +123,13 @@ def _op_box(node: Node, node_id: str) -> Box:
 
 def _reads(node: Node) -> Iterator[OutputRef]:
     for source in node.args.values():
-        if isinstance(source, OutputRef):
-            yield source
+        yield from output_refs(source)  # every option of a coalesce too
+
+
+def _arm_label(arm: Arm, position: int) -> str:
+    if arm.condition is None:
+        return "else"
+    return f"{'if' if position == 0 else 'elif'} {describe(arm.condition)}"
 
 
 def _read_label(ref: OutputRef) -> str:
@@ -133,10 +141,17 @@ def _read_label(ref: OutputRef) -> str:
 def _scope_edges(graph: Graph, entry: Callable[[str], str],
                  exit_: Callable[[str], str]) -> Iterator[Edge]:
     ordered = set(graph.edges)
+    guards = graph.edge_guards()
     for a, b in graph.edges:
         consumer = graph.nodes.get(b)
         collects = [] if consumer is None else [
             _read_label(r) for r in _reads(consumer) if r.node == a and r.collect]
+        guard = guards.get((a, b))
+        if guard is not None:
+            branch, arm = guard
+            label = ", ".join([_arm_label(branch.arms[arm], arm), *collects])
+            yield Edge(exit_(a), entry(b), label, "dashed")
+            continue
         yield Edge(exit_(a), entry(b), ", ".join(collects))
     for node in graph.nodes.values():
         loose = [r for r in _reads(node) if (r.node, node.name) not in ordered]

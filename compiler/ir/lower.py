@@ -26,6 +26,7 @@ from compiler.ir.nodes import (
     StageIR,
 )
 from operonx.ir.model import (
+    Coalesce,
     Const,
     Graph,
     InputRef,
@@ -61,7 +62,37 @@ def _outputs_proven(node: Node, needed: list[str]) -> bool:
     return proven is not None and set(needed) <= set(proven)
 
 
+# ----------------------------------------------------------------------------------
+# PHASE-1 GUARD (SPEC §8, §9): the Engine runs branches, coalesce and op policies; the
+# code generator does not emit them yet. Until it does, refuse such graphs, located,
+# rather than compile them as if every branch were taken and no policy existed.
+# Remove this block when codegen supports them.
+
+
+def refuse_unsupported(graph: Graph) -> None:
+    """Raise CompileError at the first branch, coalesce() or policy in any scope."""
+    for branch in graph.branches:
+        raise CompileError("branches are not supported by the compiler yet", branch.loc.file,
+                           branch.loc.line, hint="run this graph with the Engine "
+                           "(operonx run) until the compiler supports if_()")
+    for node in graph.nodes.values():
+        if any(isinstance(s, Coalesce) for s in node.args.values()):
+            raise CompileError("coalesce() (branches) is not supported by the compiler yet",
+                               node.loc.file, node.loc.line,
+                               hint="run this graph with the Engine (operonx run)")
+        if node.op is not None and node.op.has_policy:
+            raise CompileError(f"op {node.name!r}: timeout=, retry= and cache= are not "
+                               "supported by the compiler yet", node.loc.file, node.loc.line,
+                               hint="run this graph with the Engine (operonx run)")
+        if node.body is not None:
+            refuse_unsupported(node.body)
+
+
+# ----------------------------------------------------------------------------------
+
+
 def lower_module(graph: Graph, *, source_path: str, names: FunctionNames) -> ModuleIR:
+    refuse_unsupported(graph)
     if graph.nested:
         raise CompileError(f"{graph.name!r} is a sub-graph of another graph; compile the "
                            "top-level graph", graph.loc.file, graph.loc.line)

@@ -9,9 +9,12 @@ import ``operonx.errors`` without an import cycle.
 
 from typing import TYPE_CHECKING, Any
 
+from operonx.core.branch import Branch, coalesce, if_
+from operonx.core.conditions import Cond
 from operonx.core.dsl import END, PARENT, START, GraphOp, Op, Ref, op, ordered
 from operonx.core.frame import Frame, SpanContext
 from operonx.errors import GraphError, InputError, LoopLimitExceeded, OperonxError, OpError
+from operonx.ir.policy import Retry
 
 if TYPE_CHECKING:
     from operonx.engine.engine import Engine
@@ -33,7 +36,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "END", "PARENT", "START", "Engine", "Frame", "GraphError", "GraphOp", "InputError",
-    "LoopLimitExceeded", "Op", "OpError", "Operon", "OperonxError", "Ref", "SpanContext",
-    "Tracer", "op", "ordered",
+    "END", "PARENT", "START", "Branch", "Cond", "Engine", "Frame", "GraphError", "GraphOp",
+    "InputError", "LoopLimitExceeded", "Op", "OpError", "Operon", "OperonxError", "Ref",
+    "Retry", "SpanContext", "Tracer", "coalesce", "if_", "op", "ordered",
 ]

@@ -18,9 +18,11 @@ import types
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, overload
 
+from operonx.core.conditions import Comparable, Cond
 from operonx.errors import GraphError
 from operonx.ir import introspect
 from operonx.ir.build import ScopeDraft, did_you_mean, finalize
+from operonx.ir.condition import Operand
 from operonx.ir.model import (
     CollectMode,
     Const,
@@ -34,6 +36,7 @@ from operonx.ir.model import (
     Source,
     SourceLoc,
 )
+from operonx.ir.policy import PolicyError, Retry, check_policies
 
 # With the separator, so a user's ``operonx_demo/`` next to the package is not taken for it.
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
@@ -96,13 +99,20 @@ def _check_name(name: str, loc: SourceLoc, what: str) -> None:
 # --------------------------------------------------------------------------- refs
 
 
-class ParentRef:
-    """``PARENT["key"]``: an input of the enclosing graph, or a loop's state variable."""
+class ParentRef(Comparable):
+    """``PARENT["key"]``: an input of the enclosing graph, or a loop's state variable.
+
+    Comparisons (``PARENT["mode"] == "fast"``) build branch conditions; see
+    :mod:`operonx.core.conditions` for why hashing and ``in`` are unaffected.
+    """
 
     __slots__ = ("key",)
 
     def __init__(self, key: str) -> None:
         self.key = key
+
+    def _operand(self) -> Operand:
+        return InputRef(self.key)
 
     def __repr__(self) -> str:
         return f"PARENT[{self.key!r}]"
@@ -121,8 +131,13 @@ class _Parent:
 PARENT = _Parent()
 
 
-class Ref:
-    """``node["key"]``: one output of a node, optionally collected from its stream."""
+class Ref(Comparable):
+    """``node["key"]``: one output of a node, optionally collected from its stream.
+
+    Comparisons (``node["k"] == 1``, ``.isin([...])``, ``.is_none()``) build
+    branch conditions; see :mod:`operonx.core.conditions` for why hashing and
+    ``in`` are unaffected.
+    """
 
     __slots__ = ("collect_mode", "handle", "key")
 
@@ -150,6 +165,14 @@ class Ref:
     def to_source(self) -> OutputRef:
         return OutputRef(self.handle.name, self.key, self.collect_mode)
 
+    def _operand(self) -> Operand:
+        if self.collect_mode is not None:
+            loc = user_loc()
+            raise GraphError(f"a branch condition reads {self!r}: conditions compare one value "
+                             "per frame, not a collected stream", loc.file, loc.line,
+                             "collect it into an op and branch on that op's output")
+        return self.to_source()
+
     def __repr__(self) -> str:
         text = f"{self.handle.name}[{self.key!r}]"
         if self.collect_mode == "ordered":
@@ -164,10 +187,42 @@ def ordered(ref: Ref) -> Ref:
 
 # --------------------------------------------------------------------- ordering: >>
 
+class _Routing:
+    """What ``>>`` can place after nodes besides a node: a branch (``operonx.core.branch``).
+
+    On the right of ``>>`` it is placed after the left side; on the left it
+    stands for its targets (``a >> if_(c, x).else_(y) >> z`` is ``[x, y] >> z``).
+    """
+
+    def _place_after(self, lefts: list[Any], loc: SourceLoc) -> None:
+        raise NotImplementedError
+
+    def _stands_for(self) -> list[Any]:
+        raise NotImplementedError
+
+
+class _ArgumentValue:
+    """A computed argument value (``coalesce(...)``) that becomes one IR source."""
+
+    def to_argument(self) -> Source:
+        raise NotImplementedError
+
+    def dsl_refs(self) -> list[Ref]:
+        raise NotImplementedError
+
+
 def _wire(left: Any, right: Any) -> None:
     lefts = left if isinstance(left, (list, tuple)) else [left]
     rights = right if isinstance(right, (list, tuple)) else [right]
     loc = user_loc()
+    lefts = [x for item in lefts
+             for x in (item._stands_for() if isinstance(item, _Routing) else (item,))]
+    if any(isinstance(r, _Routing) for r in rights):
+        if len(rights) != 1:
+            raise GraphError("a branch stands alone on the right of >>", loc.file, loc.line,
+                             "give each target to the branch instead: if_(c, [a, b])")
+        rights[0]._place_after(lefts, loc)
+        return
     for a in lefts:
         for b in rights:
             _wire_one(a, b, loc)
@@ -254,6 +309,12 @@ END = _Terminal("END")
 def _to_source(value: Any, arg: str, where: str, loc: SourceLoc) -> Source:
     if isinstance(value, Ref):
         return value.to_source()
+    if isinstance(value, _ArgumentValue):
+        return value.to_argument()
+    if isinstance(value, Cond):
+        raise GraphError(f"{where}: argument {arg!r} is the condition {value!r}; conditions "
+                         "route with if_(...), they are not values", loc.file, loc.line,
+                         "compute the comparison inside an op and pass its output")
     if isinstance(value, ParentRef):
         return InputRef(value.key)
     if isinstance(value, _Handle):
@@ -270,7 +331,7 @@ def _to_source(value: Any, arg: str, where: str, loc: SourceLoc) -> Source:
 
 
 def _find_hidden_ref(value: Any) -> object | None:
-    if isinstance(value, (Ref, ParentRef, _Handle, _Terminal)):
+    if isinstance(value, (Ref, ParentRef, _Handle, _Terminal, _ArgumentValue, _Routing, Cond)):
         return value
     if isinstance(value, Mapping):
         items: Any = [*value.keys(), *value.values()]
@@ -297,7 +358,9 @@ class Op:
 
     def __init__(self, fn: Callable[..., Any], *, name: str | None = None,
                  max_concurrent: int | None = None, outputs: list[str] | None = None,
-                 bound: Literal["cpu"] | None = None, fuse: bool = True) -> None:
+                 bound: Literal["cpu"] | None = None, fuse: bool = True,
+                 timeout: float | None = None, retry: int | Retry | None = None,
+                 cache: bool | int = False) -> None:
         loc = introspect.definition_loc(fn)
         kind = introspect.op_kind(fn)
         if bound not in (None, "cpu"):
@@ -311,6 +374,10 @@ class Op:
                              loc.file, loc.line)
         op_name = name or fn.__name__
         _check_name(op_name, loc, "op")
+        try:
+            policies = check_policies(op_name, kind, bound, timeout, retry, cache)
+        except PolicyError as err:
+            raise GraphError(str(err), loc.file, loc.line, err.hint or None) from None
         tree = introspect.function_ast(fn)
         static = introspect.static_outputs(tree, kind)
         self.definition = OpDef(
@@ -319,6 +386,7 @@ class Op:
             outputs_declared=outputs is not None, max_concurrent=max_concurrent, bound=bound,
             fuse=fuse, loc=loc, return_annotation=introspect.return_annotation(tree),
             proven_outputs=introspect.proven_outputs(tree, kind),
+            timeout=policies.timeout, retry=policies.retry, cache=policies.cache,
         )
         self.fn = fn
         functools.update_wrapper(self, fn)
@@ -338,19 +406,26 @@ def op(fn: Callable[..., Any], /) -> Op: ...
 @overload
 def op(*, name: str | None = None, max_concurrent: int | None = None,
        outputs: list[str] | None = None, bound: Literal["cpu"] | None = None,
-       fuse: bool = True) -> Callable[[Callable[..., Any]], Op]: ...
+       fuse: bool = True, timeout: float | None = None, retry: int | Retry | None = None,
+       cache: bool | int = False) -> Callable[[Callable[..., Any]], Op]: ...
 
 
 def op(fn: Callable[..., Any] | None = None, /, *, name: str | None = None,
        max_concurrent: int | None = None, outputs: list[str] | None = None,
-       bound: Literal["cpu"] | None = None, fuse: bool = True) -> Op | Callable[..., Op]:
-    """Declare an op: bare ``@op`` or ``@op(name=..., max_concurrent=..., outputs=[...])``."""
+       bound: Literal["cpu"] | None = None, fuse: bool = True, timeout: float | None = None,
+       retry: int | Retry | None = None, cache: bool | int = False) -> Op | Callable[..., Op]:
+    """Declare an op: bare ``@op`` or ``@op(name=..., max_concurrent=..., outputs=[...])``.
+
+    Policies (SPEC §9): ``timeout=`` seconds per execution (async, async
+    generator steps, ``bound="cpu"``), ``retry=N`` or ``Retry(...)``, and
+    ``cache=True`` (an LRU of 1024 per node) or ``cache=N``.
+    """
     if fn is not None:
         return Op(fn)
 
     def decorate(f: Callable[..., Any]) -> Op:
         return Op(f, name=name, max_concurrent=max_concurrent, outputs=outputs, bound=bound,
-                  fuse=fuse)
+                  fuse=fuse, timeout=timeout, retry=retry, cache=cache)
 
     return decorate
 
@@ -425,9 +500,11 @@ class GraphOp(_Handle):
                     else self._top_level_input(k, v) for k, v in self._inputs.items()}
         if outer is not None:
             for value in self._inputs.values():
-                if isinstance(value, Ref) and value.handle.block is not outer:
-                    raise GraphError(f"graph {self.name!r} inputs read {value!r}, a node of "
-                                     "another graph", self.loc.file, self.loc.line)
+                refs = value.dsl_refs() if isinstance(value, _ArgumentValue) else [value]
+                for ref in refs:
+                    if isinstance(ref, Ref) and ref.handle.block is not outer:
+                        raise GraphError(f"graph {self.name!r} inputs read {ref!r}, a node of "
+                                         "another graph", self.loc.file, self.loc.line)
             self._outer = outer
             self.name = outer._unique_name(self.name, explicit=False)
             self.block = outer
@@ -519,10 +596,12 @@ class GraphOp(_Handle):
             _check_name(node_name, loc, "node")
         name = self._unique_name(node_name or definition.name, explicit=node_name is not None)
         for value in kwargs.values():
-            if isinstance(value, Ref) and value.handle.block is not self:
-                raise GraphError(f"{where} reads {value!r}, a node of another graph",
-                                 loc.file, loc.line,
-                                 "pass values into a sub-graph with inputs={...}")
+            refs = value.dsl_refs() if isinstance(value, _ArgumentValue) else [value]
+            for ref in refs:
+                if isinstance(ref, Ref) and ref.handle.block is not self:
+                    raise GraphError(f"{where} reads {ref!r}, a node of another graph",
+                                     loc.file, loc.line,
+                                     "pass values into a sub-graph with inputs={...}")
         sources = {k: _to_source(v, k, where, loc) for k, v in kwargs.items()}
         limit = definition.max_concurrent or draft.max_stream_concurrent
         draft.nodes[name] = Node(name=name, kind=NodeKind.OP, loc=loc, args=sources,

@@ -35,6 +35,10 @@ class Frame:
     ``index`` is the position in the stream, ``()`` outside one; nested streams
     give ``(i, j)``. ``start_ns``/``end_ns`` are wall-clock nanoseconds
     (``time.time_ns()``), as OpenTelemetry expects.
+
+    ``attempts`` is how many times the op function ran for this execution: 1,
+    more after retries (SPEC §9), 0 for a cache hit, which ``cached`` marks
+    (a hit on a result another execution was computing at the same time too).
     """
 
     op_name: str
@@ -43,3 +47,5 @@ class Frame:
     span: SpanContext
     start_ns: int
     end_ns: int
+    attempts: int = 1
+    cached: bool = False

@@ -32,7 +32,8 @@ class Engine:
 
     Build once, run many times: the program (argument routes, semaphores,
     regions) is prepared here, so a run only executes it. An Engine holds no
-    per-run state and may run concurrently with itself.
+    per-run state and may run concurrently with itself; the caches of
+    ``@op(cache=...)`` nodes (SPEC §9) live as long as it does.
     """
 
     def __init__(self, graph: Any, *, tracers: Sequence[Tracer] = (),

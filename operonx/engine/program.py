@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from operonx.engine.gates import FAIL, RUN, Gate, ScopeGates
+from operonx.engine.policies import Exhausted, NodePolicy, timed
 from operonx.engine.routes import BufferIds, by_index, collect_buffers, getter, publication
 from operonx.engine.runtime import (
     OP_FAILURES,
@@ -27,6 +29,7 @@ from operonx.engine.runtime import (
     op_error,
 )
 from operonx.errors import LoopLimitExceeded
+from operonx.ir.branching import effective
 from operonx.ir.model import (
     Const,
     Graph,
@@ -89,6 +92,18 @@ class ScopeProgram:
         nodes = {name: NodeProgram(graph, graph.nodes[name], program, qual, buffers,
                                    transparent, sole_instance and not graph.nodes[name].context)
                  for name in self.plan.order}
+        if graph.skippable:  # branches (SPEC §8): gates before the regions read them
+            gates = ScopeGates(graph, qual)
+            for node in nodes.values():
+                node.gate = gates.gate(node.node)
+        specs = [*(graph.results.items() if graph.kind == "graph" else ()),
+                 *graph.writebacks.items()]
+        # depth-0 result key -> its producer, to tell a failed producer from a skipped one
+        self.result_producers = {k: spec.node for k, spec in specs if spec.depth == 0}
+        # streamed result key -> the node at depth 0 that starts its stream: when a branch
+        # skipped that generator, the key is absent rather than [] (SPEC §8)
+        self.stream_starters = {k: effective(graph.nodes, spec.node, ())[1]
+                                for k, spec in specs if spec.depth > 0}
         self.regions = {ctx: RegionProgram(region, nodes) for ctx, region in
                         self.plan.regions.items()}
         for node in nodes.values():
@@ -100,22 +115,33 @@ class ScopeProgram:
         self.root = self.regions[()]
 
     def run_sync(self, run: Run, inputs: dict[str, Any], index: tuple[int, ...],
-                 span: str | None) -> dict[str, Any]:
+                 span: str | None, failed_keys: list[str] | None = None) -> dict[str, Any]:
         scope = ScopeRun(inputs, self.qual)
-        self.root.run_sync(run, Inst(None, scope, index, span))
-        return self._outputs(scope)
+        root = Inst(None, scope, index, span)
+        self.root.run_sync(run, root)
+        return self._outputs(scope, root, failed_keys)
 
     async def run_async(self, run: Run, inputs: dict[str, Any], index: tuple[int, ...],
-                        span: str | None) -> dict[str, Any]:
+                        span: str | None, failed_keys: list[str] | None = None
+                        ) -> dict[str, Any]:
         scope = ScopeRun(inputs, self.qual)
-        await self.root.run_async(run, Inst(None, scope, index, span))
-        return self._outputs(scope)
+        root = Inst(None, scope, index, span)
+        await self.root.run_async(run, root)
+        return self._outputs(scope, root, failed_keys)
 
-    def _outputs(self, scope: ScopeRun) -> dict[str, Any]:
+    def _outputs(self, scope: ScopeRun, root: Inst,
+                 failed_keys: list[str] | None) -> dict[str, Any]:
+        """The results; ``failed_keys`` (when given) gets the absent keys whose producer failed
+        (the others were skipped by a branch)."""
         for key in self.streamed_keys:
+            if root.skipped is not None and self.stream_starters[key] in root.skipped:
+                continue
             frames = scope.streamed.get(key, [])
             frames.sort(key=by_index)  # yield order, nested streams flattened
             scope.plain[key] = [value for _index, value in frames]
+        if failed_keys is not None and root.failed:
+            failed_keys.extend(k for k, node in self.result_producers.items()
+                               if node in root.failed)
         return {k: scope.plain[k] for k in self.result_order if k in scope.plain}
 
 
@@ -133,12 +159,15 @@ class RegionProgram:
         self.flat = [n for level in self.levels for n in level]
         # The common fan-out shape: a frame is one awaited op. Its frames skip the level loop.
         only = self.flat[0] if len(self.flat) == 1 else None
-        self.sole_awaited = only if only is not None and only.awaited else None
+        self.sole_awaited = (only if only is not None and only.awaited and only.gate is None
+                             else None)
 
     def run_sync(self, run: Run, inst: Inst) -> None:
         for node in self.flat:
             if inst.failed is not None and node.depends_on_failed(inst):
                 inst.mark_failed(node.name)
+            elif node.gate is not None and node.gated_out(run, inst):
+                pass
             elif node.plain_sync:
                 node.call_plain(run, inst)
             else:
@@ -151,6 +180,8 @@ class RegionProgram:
             for node in level:
                 if inst.failed is not None and node.depends_on_failed(inst):
                     inst.mark_failed(node.name)
+                elif node.gate is not None and node.gated_out(run, inst):
+                    pass
                 elif node.plain_sync:
                     node.call_plain(run, inst)
                 elif unbuffered and node.inline:
@@ -179,6 +210,7 @@ class NodeProgram:
         self.node = node
         self.sole_instance = sole_instance
         self.skip_semaphore = False
+        self.gate: Gate | None = None  # set by ScopeProgram for nodes a branch may skip
         self.name = node.name
         self.qualname = qual + node.name
         self.loc = node.loc
@@ -194,11 +226,19 @@ class NodeProgram:
         self.feeds_more = bool(self.collectors or self.plain_results or self.streamed_results)
         op = node.op
         self.fn: Callable[..., Any] = op.fn if op is not None else _not_an_op
-        self.plain_sync = op is not None and op.kind is OpKind.SYNC and op.bound is None
-        # An async def, or a def run in the thread pool: one awaited call per execution.
-        self.awaited = op is not None and (op.kind is OpKind.ASYNC or op.bound == "cpu")
+        # Timeout, retry, cache (SPEC §9): such ops take the _call_policy_* paths.
+        self.policy = NodePolicy(op) if op is not None and op.has_policy else None
+        sync_def = op is not None and op.kind is OpKind.SYNC and op.bound is None
+        self.plain_sync = sync_def and self.policy is None
+        # A sync op with a cache or retries that do not wait: still inline, via the policy.
+        self.inline_policy = sync_def and self.policy is not None and op is not None \
+            and op.runs_inline
+        # An async def, a def run in the thread pool, or a sync op whose retries wait:
+        # one awaited call per execution.
+        self.awaited = op is not None and (op.kind is OpKind.ASYNC or op.bound == "cpu" or (
+            sync_def and not op.runs_inline))
         self.semaphore: int | None = None
-        if op is not None and (op.kind in (OpKind.ASYNC, OpKind.ASYNCGEN) or op.bound == "cpu"):
+        if op is not None and (self.awaited or op.kind is OpKind.ASYNCGEN):
             self.semaphore = program.semaphore(node.max_concurrent)
         self.body: ScopeProgram | None = None
         if node.body is not None:
@@ -217,12 +257,24 @@ class NodeProgram:
         if self._inline_cache is None:
             op = self.node.op
             if op is not None:
-                self._inline_cache = self.plain_sync or (
+                self._inline_cache = self.plain_sync or self.inline_policy or (
                     op.kind is OpKind.GEN and self.child is not None and self.child.inline)
             else:
                 assert self.body is not None
                 self._inline_cache = self.body.inline
         return self._inline_cache
+
+    def gated_out(self, run: Run, inst: Inst) -> bool:
+        """Apply the branch gate: True when the node is skipped (or failed) here, not run."""
+        assert self.gate is not None
+        verdict = self.gate(run, inst)
+        if verdict == RUN:
+            return False
+        if verdict == FAIL:  # its branch could not be decided (collect mode): fail with it
+            inst.mark_failed(self.name)
+        else:
+            inst.mark_skipped(self.name)
+        return True
 
     def depends_on_failed(self, inst: Inst) -> bool:
         failed = inst.failed
@@ -236,19 +288,22 @@ class NodeProgram:
 
     # -- failures
 
-    def failed(self, run: Run, inst: Inst, index: tuple[int, ...], exc: BaseException) -> None:
+    def failed(self, run: Run, inst: Inst, index: tuple[int, ...], exc: BaseException,
+               attempts: int | None = None) -> None:
         """An execution of this node raised ``exc`` (whatever it is: an ``OpError`` an op
         raises is wrapped like anything else). Raise mode: remember and raise its OpError.
         Collect mode: record it, mark this node failed in ``inst`` (so its dependents are
-        skipped) and return."""
-        self._fail(run, inst, index, exc, op_error(self.qualname, index, exc))
+        skipped) and return. ``attempts``: how many runs an op with a retry policy made
+        (the message says so)."""
+        self._fail(run, inst, index, exc, op_error(self.qualname, index, exc, attempts),
+                   attempts)
 
     def _fail(self, run: Run, inst: Inst, index: tuple[int, ...], exc: BaseException,
-              error: BaseException) -> None:
+              error: BaseException, attempts: int | None = None) -> None:
         if not run.collect_errors:
             run.fail(error)
             raise error
-        run.record(self.qualname, index, exc)
+        run.record(self.qualname, index, exc, attempts)
         inst.mark_failed(self.name)
 
     def check(self, out: Any) -> dict[str, Any]:
@@ -305,12 +360,16 @@ class NodeProgram:
             if kind is NodeKind.OP:
                 if self.plain_sync:
                     self.call_plain(run, inst)
+                elif self.inline_policy:
+                    self._call_policy_sync(run, inst)
                 else:
                     self._drive_sync(run, inst)
             elif kind is NodeKind.GRAPH:
                 assert self.body is not None
-                out = self.body.run_sync(run, self.bind(inst), inst.index, inst.span)
-                self._publish_body(run, inst, out)
+                failed_keys: list[str] = []
+                out = self.body.run_sync(run, self.bind(inst), inst.index, inst.span,
+                                         failed_keys)
+                self._publish_body(run, inst, out, failed_keys)
             else:
                 self._loop_sync(run, inst)
         except _Skip:
@@ -324,14 +383,20 @@ class NodeProgram:
                 op_kind = self.node.op.kind
                 if self.plain_sync:
                     self.call_plain(run, inst)
+                elif self.inline_policy:
+                    self._call_policy_sync(run, inst)
+                elif self.policy is not None and op_kind in (OpKind.SYNC, OpKind.ASYNC):
+                    await self._call_policy_async(run, inst)
                 elif op_kind in (OpKind.SYNC, OpKind.ASYNC):
                     await self._call_awaited(run, inst)
                 else:
                     await self._drive_async(run, inst)
             elif kind is NodeKind.GRAPH:
                 assert self.body is not None
-                out = await self.body.run_async(run, self.bind(inst), inst.index, inst.span)
-                self._publish_body(run, inst, out)
+                failed_keys: list[str] = []
+                out = await self.body.run_async(run, self.bind(inst), inst.index, inst.span,
+                                                failed_keys)
+                self._publish_body(run, inst, out, failed_keys)
             else:
                 await self._loop_async(run, inst)
         except _Skip:
@@ -383,17 +448,64 @@ class NodeProgram:
         """(start time, return value) of one awaited call, or _FAILED once it is recorded."""
         start = time.time_ns() if run.emit is not None else 0
         try:
-            if self.node.op.bound == "cpu":  # type: ignore[union-attr]
-                loop = asyncio.get_running_loop()
-                out = await loop.run_in_executor(None, functools.partial(self.fn, **kwargs))
-            else:
-                out = await self.fn(**kwargs)
+            out = await self._invoke(kwargs)
         except OP_FAILURES as exc:
             if not is_op_failure(exc):
                 raise  # the run itself is being cancelled
             self.failed(run, inst, inst.index, exc)
             return _FAILED
         return start, out
+
+    # -- policies (SPEC §9): one frame per execution, however many attempts it took
+
+    def _call_policy_sync(self, run: Run, inst: Inst) -> None:
+        """A sync op with a cache or retries that do not wait, inline on the event loop."""
+        assert self.policy is not None
+        start = time.time_ns() if run.emit is not None else 0
+        try:
+            outcome = self.policy.call_sync(self.fn, self.bind(inst))
+        except Exhausted as failure:
+            self.failed(run, inst, inst.index, failure.error, failure.attempts)
+            return
+        self._publish_outcome(run, inst, outcome.value, start, outcome.attempts, outcome.cached)
+
+    async def _call_policy_async(self, run: Run, inst: Inst) -> None:
+        """An awaited op with a timeout, retries or a cache, under its semaphore."""
+        assert self.policy is not None and self.semaphore is not None
+        semaphore = run.semaphores[self.semaphore]
+        assert semaphore is not None
+        start = time.time_ns() if run.emit is not None else 0
+        kwargs = self.bind(inst)
+        try:
+            if self.skip_semaphore:
+                outcome = await self.policy.call_async(self._invoke, kwargs)
+            else:
+                async with semaphore:
+                    outcome = await self.policy.call_async(self._invoke, kwargs)
+        except Exhausted as failure:
+            self.failed(run, inst, inst.index, failure.error, failure.attempts)
+            return
+        self._publish_outcome(run, inst, outcome.value, start, outcome.attempts, outcome.cached)
+
+    async def _invoke(self, kwargs: dict[str, Any]) -> Any:
+        """One attempt of an awaited op: the call itself, no failure handling."""
+        op = self.node.op
+        assert op is not None
+        if op.bound == "cpu":
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(None, functools.partial(self.fn, **kwargs))
+        if op.kind is OpKind.ASYNC:
+            return await self.fn(**kwargs)
+        return self.fn(**kwargs)  # a sync op whose retries wait (with asyncio.sleep)
+
+    def _publish_outcome(self, run: Run, inst: Inst, value: Any, start: int, attempts: int,
+                         cached: bool) -> None:
+        out = self._valid_outputs(run, inst, value, inst.index)
+        if out is None:
+            return
+        self.publish(inst, out)
+        if run.emit is not None:
+            run.frame(self.qualname, out, inst.index, inst.span, start, attempts, cached)
 
     def _new_frame(self, run: Run, inst: Inst, position: int, item: Any,
                    start_ns: int) -> Inst | None:
@@ -465,13 +577,16 @@ class NodeProgram:
             await op_semaphore.acquire()
         try:
             gen = self._start_generator(run, inst)
+            step_timeout = self.node.op.timeout  # per step of an async generator (SPEC §9)
+            advance = (None if not is_async else gen.__anext__ if step_timeout is None
+                       else functools.partial(_timed_step, gen, step_timeout))
             async with asyncio.TaskGroup() as group:
                 try:
                     position = 0
                     while True:
                         start = time.time_ns() if run.emit is not None else 0
                         try:
-                            item = await gen.__anext__() if is_async else next(gen)
+                            item = await advance() if advance is not None else next(gen)
                         except (StopIteration, StopAsyncIteration):
                             break
                         except OP_FAILURES as exc:
@@ -504,12 +619,37 @@ class NodeProgram:
             if op_semaphore is not None:
                 op_semaphore.release()
 
-    def _publish_body(self, run: Run, inst: Inst, out: dict[str, Any]) -> None:
+    def _publish_body(self, run: Run, inst: Inst, out: dict[str, Any],
+                      failed_keys: list[str] | None = None) -> None:
         missing = [k for k in self.needed if k not in out]
-        if missing:  # only after collect-mode failures inside the body: skip, already recorded
+        assert self.node.body is not None
+        optional = self.node.body.optional_results
+        if any(k in (failed_keys or ()) or k not in optional for k in missing):
+            # A producer inside failed (collect mode; already recorded): the node fails.
             inst.mark_failed(self.name)
             raise _Skip()
-        self.publish(inst, out)
+        if missing:  # keys a branch skipped inside stay absent: their readers skip (SPEC §8)
+            self._publish_partial(inst, out)
+        else:
+            self.publish(inst, out)
+
+    def _publish_partial(self, inst: Inst, out: dict[str, Any]) -> None:
+        """``publish`` for a sub-graph's outputs that lack skipped keys: those feed nothing
+        (collect buffers and result lists get only the values that exist)."""
+        inst.vals[self.name] = out
+        parent = inst.parent
+        for buffer_id, key, ordered in self.collectors:
+            if key in out:
+                assert parent is not None
+                bucket = parent.bufs.setdefault(buffer_id, [])
+                bucket.append((inst.index, out[key]) if ordered else out[key])
+        scope = inst.scope
+        for result_key, key in self.plain_results:
+            if key in out:
+                scope.plain[result_key] = out[key]
+        for result_key, key in self.streamed_results:
+            if key in out:
+                scope.streamed.setdefault(result_key, []).append((inst.index, out[key]))
 
     def _loop_start(self, inst: Inst) -> dict[str, Any]:
         assert self.node.body is not None
@@ -560,3 +700,8 @@ class NodeProgram:
             if self._loop_step(run, inst, state, out, iteration, errors_before):
                 break
         self.publish(inst, state)
+
+
+async def _timed_step(gen: Any, seconds: float) -> Any:
+    """The next item of an async generator, within ``seconds`` (its op's timeout)."""
+    return await timed(gen.__anext__(), seconds)

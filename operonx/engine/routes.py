@@ -13,7 +13,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from operonx.engine.runtime import Inst
-from operonx.ir.model import Graph, InputRef, Node, OutputRef
+from operonx.ir import condition
+from operonx.ir.branching import effective
+from operonx.ir.model import Coalesce, Const, Graph, InputRef, Node, OutputRef, output_refs
 
 Getter = Callable[[Inst], Any]
 BufferIds = Mapping[tuple[str, str, str], int]  # (producer, key, collect mode) -> buffer id
@@ -24,16 +26,22 @@ def collect_buffers(graph: Graph, next_id: Callable[[], int]) -> dict[tuple[str,
     """One buffer per distinct collected (producer, key, mode) of the scope."""
     ids: dict[tuple[str, str, str], int] = {}
     for node in graph.nodes.values():
-        for source in node.args.values():
-            if isinstance(source, OutputRef) and source.collect is not None:
-                key = (source.node, source.key, source.collect)
-                if key not in ids:
-                    ids[key] = next_id()
+        for arg in node.args.values():
+            for source in output_refs(arg):
+                if source.collect is not None:
+                    key = (source.node, source.key, source.collect)
+                    if key not in ids:
+                        ids[key] = next_id()
     return ids
 
 
 def getter(graph: Graph, node: Node, source: Any,
             buffers: BufferIds) -> Getter:
+    if isinstance(source, Coalesce):
+        return _coalesce(graph, node, source, buffers)
+    if isinstance(source, Const):
+        value = source.value
+        return lambda inst: value
     if isinstance(source, InputRef):
         key = source.key
         return lambda inst: inst.scope.inputs[key]
@@ -55,6 +63,36 @@ def getter(graph: Graph, node: Node, source: Any,
             return [value for _index, value in frames]
         return ordered
     return lambda inst: list(inst.up(up).bufs.get(buffer_id, ()))
+
+
+def presence(graph: Graph, at: tuple[str, ...], ref: OutputRef) -> Callable[[Inst], bool]:
+    """Whether ``ref`` has a value for a reader in context ``at``: its producer ran (a
+    branch did not skip it) and, for a sub-graph, produced that key."""
+    if ref.collect is not None:  # the collected stream exists unless its generator was skipped
+        up, rep = effective(graph.nodes, ref.node, at)
+        return lambda inst: not inst.up(up).is_skipped(rep)
+    up = len(at) - len(graph.nodes[ref.node].out_context)
+    name, key = ref.node, ref.key
+
+    def present(inst: Inst) -> bool:
+        vals = inst.up(up).vals.get(name)
+        return vals is not None and key in vals
+
+    return present
+
+
+def _coalesce(graph: Graph, node: Node, source: Coalesce, buffers: BufferIds) -> Getter:
+    """The first option that is there (the node's gate has checked that one is)."""
+    options = [(presence(graph, node.context, o) if isinstance(o, OutputRef) else None,
+                getter(graph, node, o, buffers)) for o in source.options]
+
+    def first(inst: Inst) -> Any:
+        for present, get in options:
+            if present is None or present(inst):
+                return get(inst)
+        raise AssertionError(f"{node.name!r} read coalesce() with no option present")
+
+    return first
 
 
 def publication(graph: Graph, node: Node, buffers: BufferIds) -> tuple[
@@ -86,11 +124,16 @@ def publication_index(graph: Graph) -> tuple[
     reads: dict[str, list[str]] = {}
     collected: dict[str, dict[tuple[str, str], None]] = {}
     for other in graph.nodes.values():
-        for source in other.args.values():
-            if isinstance(source, OutputRef):
+        for arg in other.args.values():
+            for source in output_refs(arg):
                 reads.setdefault(source.node, []).append(source.key)
                 if source.collect is not None:
                     collected.setdefault(source.node, {})[(source.key, source.collect)] = None
+    for branch in graph.branches:  # what conditions compare must be there too
+        for arm in branch.arms:
+            for ref in condition.refs(arm.condition) if arm.condition is not None else ():
+                if isinstance(ref, OutputRef):
+                    reads.setdefault(ref.node, []).append(ref.key)
     specs: dict[str, list[tuple[str, str, int]]] = {}
     results = list(graph.writebacks.items())
     if graph.kind == "graph":

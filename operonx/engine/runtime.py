@@ -37,12 +37,12 @@ class Run:
         self.wake = asyncio.Event()
 
     def frame(self, op_name: str, outputs: Any, index: tuple[int, ...], parent_span: str | None,
-              start_ns: int) -> str:
+              start_ns: int, attempts: int = 1, cached: bool = False) -> str:
         """Emit a frame for one op execution; return its span id (the parent of what it feeds)."""
         span_id = new_span_id()
         assert self.emit is not None and self.trace_id is not None
         self.emit(Frame(op_name, outputs, index, SpanContext(self.trace_id, span_id, parent_span),
-                        start_ns, time.time_ns()))
+                        start_ns, time.time_ns(), attempts, cached))
         return span_id
 
     async def wait_for_consumer(self) -> None:
@@ -57,9 +57,10 @@ class Run:
         if self.failure is None:
             self.failure = error
 
-    def record(self, op_name: str, index: tuple[int, ...], exc: BaseException) -> None:
+    def record(self, op_name: str, index: tuple[int, ...], exc: BaseException,
+               attempts: int | None = None) -> None:
         self.errors.append({"op": op_name, "index": list(index), "type": type(exc).__name__,
-                            "message": str(exc)})
+                            "message": f"{exc}{attempts_note(attempts)}"})
 
 
 # What an op's failure can be: any Exception, or a CancelledError the op raised itself.
@@ -94,9 +95,18 @@ async def aclose_generator(gen: Any, failure: BaseException) -> None:
         failure.add_note(f"while closing the generator: {type(error).__name__}: {error}")
 
 
-def op_error(op_name: str, index: tuple[int, ...], exc: BaseException) -> OpError:
+def attempts_note(attempts: int | None) -> str:
+    """`` (after 3 attempts)`` for an op with a retry policy, else nothing."""
+    if attempts is None:
+        return ""
+    return f" (after {attempts} attempt{'s' if attempts != 1 else ''})"
+
+
+def op_error(op_name: str, index: tuple[int, ...], exc: BaseException,
+             attempts: int | None = None) -> OpError:
     where = f" at index {index}" if index else ""
-    err = OpError(f"op {op_name!r}{where} raised {type(exc).__name__}: {exc}", op_name, index)
+    err = OpError(f"op {op_name!r}{where} raised {type(exc).__name__}: {exc}"
+                  f"{attempts_note(attempts)}", op_name, index)
     err.__cause__ = exc
     err.__suppress_context__ = True
     return err
@@ -110,7 +120,8 @@ class Inst:
     buffers live); ``scope`` holds the scope run's inputs and result buffers.
     """
 
-    __slots__ = ("bufs", "failed", "index", "parent", "scope", "span", "vals")
+    __slots__ = ("bufs", "decisions", "failed", "index", "parent", "scope", "skipped", "span",
+                 "vals")
 
     def __init__(self, parent: Inst | None, scope: ScopeRun, index: tuple[int, ...],
                  span: str | None) -> None:
@@ -121,6 +132,8 @@ class Inst:
         self.span = span
         self.bufs: dict[int, list[Any]] = {}
         self.failed: set[str] | None = None
+        self.skipped: set[str] | None = None  # nodes a branch skipped here (SPEC §8)
+        self.decisions: dict[int, int] | None = None  # branch slot -> arm taken (gates.py)
 
     def up(self, levels: int) -> Inst:
         inst = self
@@ -133,6 +146,14 @@ class Inst:
         if self.failed is None:
             self.failed = set()
         self.failed.add(name)
+
+    def mark_skipped(self, name: str) -> None:
+        if self.skipped is None:
+            self.skipped = set()
+        self.skipped.add(name)
+
+    def is_skipped(self, name: str) -> bool:
+        return self.skipped is not None and name in self.skipped
 
 
 class ScopeRun:

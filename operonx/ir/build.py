@@ -12,7 +12,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from operonx.errors import GraphError
+from operonx.ir import condition
+from operonx.ir.branching import (
+    BranchDraft,
+    ancestors,
+    build_branches,
+    check_bypass,
+    skip_analysis,
+)
 from operonx.ir.model import (
+    Branch,
+    Coalesce,
+    Const,
     Graph,
     GraphKind,
     InputRef,
@@ -23,6 +34,8 @@ from operonx.ir.model import (
     Source,
     SourceLoc,
     UntilExpr,
+    leaves,
+    output_refs,
 )
 from operonx.ir.plan import plan_scope
 from operonx.ir.until import UntilSyntaxError, parse_until
@@ -46,6 +59,7 @@ class ScopeDraft:
     nodes: dict[str, Node] = field(default_factory=dict)
     edges: dict[tuple[str, str], SourceLoc] = field(default_factory=dict)
     writebacks: list[tuple[OutputRef, str, SourceLoc]] = field(default_factory=list)
+    branches: list[BranchDraft] = field(default_factory=list)  # in if_(...) call order
     # base name -> the next ``_N`` suffix to try for it (see GraphOp._unique_name)
     name_counters: dict[str, int] = field(default_factory=dict)
 
@@ -62,14 +76,27 @@ def _err(message: str, loc: SourceLoc, hint: str = "") -> GraphError:
 def finalize(draft: ScopeDraft) -> Graph:
     nodes = draft.nodes
     _check_connected(draft)
+    branches = build_branches(draft.branches, nodes, draft.edges)  # adds their edges
     order = _topological_order(draft)
     unordered = _unordered_reads(draft, order)
+    guard = {t: b for b in branches for t in b.targets}
+    decided: set[str] = set()  # branches whose conditions are checked and context is known
     for name in order:
         node = nodes[name]
         for arg, source in node.args.items():
-            if isinstance(source, OutputRef):
-                _check_ref(draft, node, arg, source, unordered)
+            for ref in output_refs(source):
+                _check_ref(draft, node, arg, ref, unordered)
+            if isinstance(source, Coalesce):
+                _check_coalesce(draft, node, arg, source)
         node.context = _context_of(draft, node)
+        branch = guard.get(name)
+        if branch is not None:
+            if branch.name not in decided:
+                decided.add(branch.name)
+                branch.context = _decide_where(draft, branch)
+            node.context = _target_context(node, branch)
+    if branches:
+        check_bypass(branches, nodes, draft.edges)
     for ref, _target, loc in draft.writebacks:
         _check_ref_key(draft, ref, loc)
 
@@ -77,14 +104,17 @@ def finalize(draft: ScopeDraft) -> Graph:
     writebacks = {target: ResultSpec(ref.node, ref.key, len(nodes[ref.node].out_context))
                   for ref, target, _loc in draft.writebacks}
     reads = tuple(dict.fromkeys(
-        s.key for n in (nodes[x] for x in order) for s in n.args.values()
+        s.key for n in (nodes[x] for x in order) for a in n.args.values() for s in leaves(a)
         if isinstance(s, InputRef) and n.kind is NodeKind.OP
     ))
-    # A sub-graph's or loop's declared inputs are read in *this* scope too.
+    # A sub-graph's or loop's declared inputs are read in *this* scope too, and so are the
+    # PARENT keys branch conditions compare.
     reads = tuple(dict.fromkeys([*reads, *(
         s.key for n in nodes.values() if n.kind is not NodeKind.OP
-        for s in n.args.values() if isinstance(s, InputRef))]))
-    _check_reads(draft, writebacks)
+        for a in n.args.values() for s in leaves(a) if isinstance(s, InputRef)), *(
+        r.key for b in branches for arm in b.arms if arm.condition is not None
+        for r in condition.refs(arm.condition) if isinstance(r, InputRef))]))
+    _check_reads(draft, writebacks, branches)
     until = _until(draft)
     graph = Graph(
         name=draft.name, kind=draft.kind, loc=draft.loc,
@@ -93,16 +123,20 @@ def finalize(draft: ScopeDraft) -> Graph:
         declared_inputs=dict(draft.declared_inputs), state=dict(draft.state),
         reads=reads, until=until, max_iterations=draft.max_iterations,
         max_stream_concurrent=draft.max_stream_concurrent, nested=draft.nested,
+        branches=branches,
     )
-    plan_scope(graph)  # refuses frames that would wait for their own stream's end
+    plan = plan_scope(graph)  # refuses frames that would wait for their own stream's end
+    if branches or any(n.body is not None and n.body.optional_results for n in nodes.values()):
+        graph.skippable, graph.optional_results = skip_analysis(graph, plan.order)
     return graph
 
 
 def _check_connected(draft: ScopeDraft) -> None:
     touched = {x for edge in draft.edges for x in edge}
-    touched |= {s.node for n in draft.nodes.values() for s in n.args.values()
-                if isinstance(s, OutputRef)}
+    touched |= {r.node for n in draft.nodes.values() for s in n.args.values()
+                for r in output_refs(s)}
     touched |= {ref.node for ref, _t, _l in draft.writebacks}
+    touched |= {x for b in draft.branches for _c, targets in b.arms for x in targets}
     for node in draft.nodes.values():
         if node.name not in touched:
             raise _err(f"op {node.name!r} is not wired into graph {draft.name!r}", node.loc,
@@ -180,9 +214,10 @@ def _unordered_reads(draft: ScopeDraft, order: list[str]) -> set[tuple[str, str]
             succs[a].append(b)
     pending: dict[str, set[str]] = {}  # producer -> readers with no direct edge from it
     for name in order:
-        for source in nodes[name].args.values():
-            if isinstance(source, OutputRef) and source.node not in preds[name]:
-                pending.setdefault(source.node, set()).add(name)
+        for arg in nodes[name].args.values():
+            for source in output_refs(arg):
+                if source.node not in preds[name]:
+                    pending.setdefault(source.node, set()).add(name)
     if not pending:
         return set()
     depth: dict[str, int] = {}  # longest path from a source: an edge always goes deeper
@@ -239,9 +274,7 @@ def _context_of(draft: ScopeDraft, node: Node) -> tuple[str, ...]:
     """The deepest context among the node's inputs; they must all lie on one chain."""
     best: tuple[str, ...] = ()
     best_ref: OutputRef | None = None
-    for ref in node.args.values():
-        if not isinstance(ref, OutputRef):
-            continue
+    for ref in (r for arg in node.args.values() for r in output_refs(arg)):
         ctx = _ref_context(draft.nodes, ref)
         shorter, longer = sorted((best, ctx), key=len)
         if longer[: len(shorter)] != shorter:
@@ -253,6 +286,73 @@ def _context_of(draft: ScopeDraft, node: Node) -> tuple[str, ...]:
         if len(ctx) > len(best):
             best, best_ref = ctx, ref
     return best
+
+
+def _check_coalesce(draft: ScopeDraft, node: Node, arg: str, source: Coalesce) -> None:
+    """Options of one stream depth; a PARENT ref or literal only as the last (a default)."""
+    for option in source.options[:-1]:
+        if not isinstance(option, OutputRef):
+            what = "a literal" if isinstance(option, Const) else f"PARENT[{option.key!r}]"
+            raise _err(f"{node.name!r}: coalesce(...) for argument {arg!r} has {what} before "
+                       "its last option, so the options after it are never read", node.loc,
+                       "put the default last: coalesce(a['k'], b['k'], default)")
+    refs = [o for o in source.options if isinstance(o, OutputRef)]
+    contexts = [_ref_context(draft.nodes, r) for r in refs]
+    for ref, ctx in zip(refs[1:], contexts[1:], strict=True):
+        if ctx != contexts[0]:
+            def depth(c: tuple[str, ...]) -> str:
+                return f"per frame of {c[-1]!r}" if c else "once per run"
+
+            raise _err(f"{node.name!r}: coalesce(...) for argument {arg!r} mixes stream depths: "
+                       f"{refs[0].node}[{refs[0].key!r}] ({depth(contexts[0])}) and "
+                       f"{ref.node}[{ref.key!r}] ({depth(ctx)})", node.loc,
+                       "coalesce picks one value per frame; .collect() the deeper one first")
+
+
+def _decide_where(draft: ScopeDraft, branch: Branch) -> tuple[str, ...]:
+    """Check what a branch's conditions read; return the context its decision is made in.
+
+    Each ref must come from a branch source or one of their ``>>`` ancestors
+    (so its value exists when the branch is decided), and is read per frame
+    (no ``.collect()``). The decision lives in the deepest context they read.
+    """
+    before = ancestors([s for s in branch.sources if s != "START"], draft.edges)
+    before.update(s for s in branch.sources if s != "START")
+    best: tuple[str, ...] = ()
+    best_ref: OutputRef | None = None
+    for arm in branch.arms:
+        for ref in condition.refs(arm.condition) if arm.condition is not None else ():
+            if not isinstance(ref, OutputRef):
+                continue
+            text = f"{ref.node}[{ref.key!r}]"
+            if ref.node not in before:
+                placed = " >> ".join(branch.sources)
+                raise _err(f"the branch condition reads {text}, but {ref.node!r} is not before "
+                           f"the branch (it is placed after {placed})", branch.loc,
+                           f"did you mean to add `{ref.node} >> ...` before the branch?")
+            _check_ref_key(draft, ref, branch.loc)
+            ctx = draft.nodes[ref.node].out_context
+            shorter, longer = sorted((best, ctx), key=len)
+            if longer[: len(shorter)] != shorter:
+                other = f"{best_ref.node}[{best_ref.key!r}]" if best_ref else "?"
+                raise _err(f"the branch condition reads two independent streams: {other} and "
+                           f"{text}", branch.loc,
+                           "frames of different generators cannot be paired")
+            if len(ctx) > len(best):
+                best, best_ref = ctx, ref
+    return best
+
+
+def _target_context(node: Node, branch: Branch) -> tuple[str, ...]:
+    """A target runs where its branch is decided, or deeper (when its inputs are)."""
+    ctx, where = node.context, branch.context
+    if ctx[: len(where)] == where:
+        return ctx
+    if where[: len(ctx)] == ctx:
+        return where  # e.g. a target reading only PARENT runs per frame of the condition
+    raise _err(f"{node.name!r} runs per frame of {ctx[-1]!r}, but its branch is decided per "
+               f"frame of {where[-1]!r}, an independent stream", node.loc,
+               "frames of different generators cannot be paired")
 
 
 def _results(draft: ScopeDraft) -> dict[str, ResultSpec]:
@@ -273,10 +373,21 @@ def _results(draft: ScopeDraft) -> dict[str, ResultSpec]:
     return results
 
 
-def _check_reads(draft: ScopeDraft, writebacks: Mapping[str, ResultSpec]) -> None:
+def _check_reads(draft: ScopeDraft, writebacks: Mapping[str, ResultSpec],
+                 branches: tuple[Branch, ...] = ()) -> None:
     known = set(draft.declared_inputs) | set(draft.state)
+    for branch in branches:
+        for arm in branch.arms:
+            for ref in condition.refs(arm.condition) if arm.condition is not None else ():
+                if isinstance(ref, InputRef) and ref.key not in known and (
+                        draft.kind == "loop" or draft.nested):
+                    what = "a state variable of loop" if draft.kind == "loop" else \
+                        "an input of sub-graph"
+                    raise _err(f"a branch condition reads PARENT[{ref.key!r}], which is not "
+                               f"{what} {draft.name!r}", branch.loc,
+                               did_you_mean(ref.key, known))
     for node in draft.nodes.values():
-        for arg, source in node.args.items():
+        for arg, source in ((a, s) for a, src in node.args.items() for s in leaves(src)):
             if isinstance(source, InputRef) and source.key not in known:
                 if draft.kind == "loop":
                     raise _err(f"{node.name!r} reads PARENT[{source.key!r}] (argument {arg!r}), "

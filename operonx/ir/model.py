@@ -19,7 +19,11 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from operonx.ir.condition import Condition
+    from operonx.ir.policy import Retry
 
 
 class OpKind(enum.Enum):
@@ -69,11 +73,24 @@ class OpDef:
     return_annotation: str | None
     # Keys every returned/yielded dict provably has (see introspect.proven_outputs).
     proven_outputs: tuple[str, ...] | None = None
+    # Policies (SPEC §9), validated by operonx.ir.policy.check_policies:
+    timeout: float | None = None  # seconds per execution (async, asyncgen step, bound="cpu")
+    retry: Retry | None = None
+    cache: int | None = None  # LRU size of the node's cache; None: not cached
+
+    @property
+    def has_policy(self) -> bool:
+        return self.timeout is not None or self.retry is not None or self.cache is not None
 
     @property
     def runs_inline(self) -> bool:
-        """Sync functions (and sync generators) run on the event loop thread, inline."""
-        return self.kind in (OpKind.SYNC, OpKind.GEN) and self.bound is None
+        """Sync functions (and sync generators) run on the event loop thread, inline.
+
+        Except a sync op whose retries wait: it sleeps between attempts with
+        ``asyncio.sleep`` rather than block the loop, so it awaits.
+        """
+        return (self.kind in (OpKind.SYNC, OpKind.GEN) and self.bound is None
+                and not (self.retry is not None and self.retry.may_sleep))
 
 
 CollectMode = Literal["completion", "ordered"]
@@ -102,7 +119,28 @@ class OutputRef:
     collect: CollectMode | None = None
 
 
-Source = Const | InputRef | OutputRef
+@dataclass(frozen=True)
+class Coalesce:
+    """``coalesce(a["k"], b["k"], ...)``: the first option whose producer ran (SPEC §8).
+
+    Options are node refs of one stream depth; only the last may be a
+    ``PARENT`` ref or a literal, a default that is always there.
+    """
+
+    options: tuple[Const | InputRef | OutputRef, ...]
+
+
+Source = Const | InputRef | OutputRef | Coalesce
+
+
+def leaves(source: Source) -> tuple[Const | InputRef | OutputRef, ...]:
+    """The plain sources an argument reads: a coalesce's options, else the source itself."""
+    return source.options if isinstance(source, Coalesce) else (source,)
+
+
+def output_refs(source: Source) -> list[OutputRef]:
+    """The node refs an argument reads (every option of a coalesce)."""
+    return [s for s in leaves(source) if isinstance(s, OutputRef)]
 
 
 class NodeKind(enum.Enum):
@@ -150,6 +188,39 @@ class ResultSpec:
 
 
 @dataclass(frozen=True)
+class Arm:
+    """One arm of a branch: ``condition`` None is the ``else_`` arm."""
+
+    condition: Condition | None
+    targets: tuple[str, ...]
+
+
+@dataclass(eq=False)
+class Branch:
+    """``sources >> if_(c1, t1).elif_(c2, t2).else_(t3)`` (SPEC §8).
+
+    Every ``(source, target)`` pair is also an edge of the graph (so ordering,
+    ancestry and the plan treat it as ``>>``); such an edge is *live* only when
+    its arm is the one taken. The first arm whose condition holds is taken.
+    ``context`` (set when the scope is built) is where the decision is made:
+    once per run of the scope, or once per frame of a stream.
+    """
+
+    name: str  # unique among the scope's nodes and branches: names its errors
+    sources: tuple[str, ...]  # node names, or "START"
+    arms: tuple[Arm, ...]
+    loc: SourceLoc
+    context: tuple[str, ...] = ()
+
+    def arm_of(self, target: str) -> int:
+        return next(i for i, arm in enumerate(self.arms) if target in arm.targets)
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return tuple(t for arm in self.arms for t in arm.targets)
+
+
+@dataclass(frozen=True)
 class UntilExpr:
     """A validated ``until`` string: the parsed expression and its source text."""
 
@@ -179,6 +250,15 @@ class Graph:
     max_iterations: int = 1000
     max_stream_concurrent: int = 64
     nested: bool = False
+    branches: tuple[Branch, ...] = ()
+    # Filled in by operonx.ir.branching when the scope is built (empty without branches):
+    skippable: frozenset[str] = frozenset()  # nodes that a branch may skip
+    optional_results: frozenset[str] = frozenset()  # depth-0 result keys that may be absent
+
+    def edge_guards(self) -> dict[tuple[str, str], tuple[Branch, int]]:
+        """The conditional edges: ``(source, target)`` -> (its branch, the arm it needs)."""
+        return {(s, t): (b, i) for b in self.branches for i, arm in enumerate(b.arms)
+                for t in arm.targets for s in b.sources}
 
     @property
     def result_keys(self) -> list[str]:

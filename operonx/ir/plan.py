@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from functools import cache
 
 from operonx.errors import GraphError
-from operonx.ir.model import Graph, Node, NodeKind, OutputRef
+from operonx.ir.model import Graph, Node, NodeKind, output_refs
 
 
 @dataclass(eq=False)
@@ -115,9 +115,10 @@ def scope_is_inline(graph: Graph) -> bool:
 def _dependencies(graph: Graph) -> list[tuple[str, str]]:
     deps = [(a, b) for a, b in graph.edges if a in graph.nodes and b in graph.nodes]
     for node in graph.nodes.values():
-        for source in node.args.values():
-            if isinstance(source, OutputRef) and source.node != node.name:
-                deps.append((source.node, node.name))
+        for arg in node.args.values():
+            for source in output_refs(arg):  # every option of a coalesce too
+                if source.node != node.name:
+                    deps.append((source.node, node.name))
     return list(dict.fromkeys(deps))
 
 

@@ -15,6 +15,10 @@ from operonx.tracing.base import RunInfo
 class JsonlTracer:
     """Appends ``run_start``, one ``frame`` line per frame (``END`` included), and ``run_end``.
 
+    A frame line carries the op, index, outputs, span ids and times, plus
+    ``attempts`` (op calls for the execution: more after retries, 0 for a cache
+    hit) and ``cached`` (SPEC §9).
+
     Every line has ``event`` and the run's ``trace_id``, so runs that overlap
     (an Engine may run concurrently with itself) can be told apart. Values that
     JSON cannot encode are written as their ``repr``. The file is opened while
@@ -43,6 +47,7 @@ class JsonlTracer:
             "outputs": dict(frame.outputs), "trace_id": frame.span.trace_id,
             "span_id": frame.span.span_id, "parent_span_id": frame.span.parent_span_id,
             "start_ns": frame.start_ns, "end_ns": frame.end_ns,
+            "attempts": frame.attempts, "cached": frame.cached,
         }
         with self._lock:
             self._write(record)

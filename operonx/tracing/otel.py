@@ -80,7 +80,9 @@ class OpenTelemetryTracer:
     the run ends, with status ERROR and the exception recorded if it failed.
     Every frame is a span named by its op, child of the frame's parent span,
     timed by ``start_ns``/``end_ns``, with attributes ``operonx.op``,
-    ``operonx.index`` (int list) and ``operonx.outputs`` (the output keys). The
+    ``operonx.index`` (int list), ``operonx.outputs`` (the output keys),
+    ``operonx.attempts`` (op calls: more after retries, 0 for a cache hit) and
+    ``operonx.cached`` (a cache hit; SPEC §9). The
     ``END`` frame *is* the root span: its output keys go on the root.
 
     Give it where spans go::
@@ -149,7 +151,9 @@ class OpenTelemetryTracer:
                 frame.op_name, context=_parent(root, ids.trace_id, ids.parent_span_id),
                 kind=SpanKind.INTERNAL, start_time=frame.start_ns,
                 attributes={"operonx.op": frame.op_name, "operonx.index": list(frame.index),
-                            "operonx.outputs": _keys(frame.outputs)})
+                            "operonx.outputs": _keys(frame.outputs),
+                            "operonx.attempts": frame.attempts,
+                            "operonx.cached": frame.cached})
         span.end(end_time=frame.end_ns)
 
     def on_run_end(self, run: RunInfo, error: BaseException | None) -> None:

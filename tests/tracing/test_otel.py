@@ -272,3 +272,28 @@ async def test_overlapping_runs(otel: OpenTelemetryTracer, exporter: InMemorySpa
             [f for f in frames.frames if f.span.trace_id == trace_id],
             [s for s in spans if s.context is not None and s.context.trace_id == int(trace_id, 16)],
             "overlap")
+
+
+def test_spans_record_attempts_and_cache_hits(otel: OpenTelemetryTracer,
+                                              exporter: InMemorySpanExporter) -> None:
+    """SPEC §9: a retried execution is one span with its attempt count; a hit is marked."""
+    from operonx.core import Retry
+
+    failed: set[int] = set()
+
+    @op(retry=Retry(2), cache=True)
+    def once_flaky(value: int) -> dict[str, int]:
+        if value not in failed:
+            failed.add(value)
+            raise ConnectionError("first call fails")
+        return {"doubled": value * 2}
+
+    with GraphOp(name="policies") as g:
+        gen = each_item(items=PARENT["items"])
+        f = once_flaky(value=gen["value"])
+        START >> gen >> f >> END
+    assert Engine(g, tracers=[otel]).run_sync({"items": [4, 4]}) == {"doubled": [8, 8]}
+    spans = sorted((s for s in exporter.get_finished_spans() if s.name == "once_flaky"),
+                   key=lambda s: tuple(s.attributes["operonx.index"]))  # type: ignore[arg-type,index]
+    assert [(s.attributes["operonx.attempts"], s.attributes["operonx.cached"])  # type: ignore[index]
+            for s in spans] == [(2, False), (0, True)]
