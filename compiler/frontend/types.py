@@ -106,7 +106,7 @@ def _plain_return(tree: ast.FunctionDef | ast.AsyncFunctionDef | None) -> str:
     if tree is None:
         return ANY
     values = [r.value for r in own_nodes(tree, ast.Return) if isinstance(r, ast.Return)]
-    returns_value = [v for v in values if not _is_none(v)]
+    returns_value = [v for v in values if v is not None and not _is_none(v)]
     if not returns_value:
         return "None"
     if not all(_is_str_keyed_dict(v) for v in returns_value):
@@ -139,7 +139,7 @@ def _stream_return(tree: ast.FunctionDef | ast.AsyncFunctionDef | None, is_async
     return "AsyncIterator[dict[str, Any]]" if is_async else "Iterator[dict[str, Any]]"
 
 
-def _is_str_keyed_dict(value: ast.expr) -> bool:
+def _is_str_keyed_dict(value: ast.expr | None) -> bool:
     return isinstance(value, ast.Dict) and all(
         isinstance(k, ast.Constant) and isinstance(k.value, str) for k in value.keys)
 

@@ -16,8 +16,7 @@ import pytest
 from compiler import compile_file
 from operonx.ir.introspect import always_exits, function_ast, op_kind, proven_outputs
 from tests.compiler.helpers import assert_equivalent
-from tests.compiler.projects import HEAD, LEVELS, compiled, engine_graph, mypy_strict, \
-    write_project
+from tests.compiler.projects import HEAD, LEVELS, compiled, engine_graph, mypy_strict, write_project
 
 SUPPRESSED_RETURN = HEAD + """
 import contextlib
