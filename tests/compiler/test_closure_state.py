@@ -225,6 +225,38 @@ with GraphOp(name="g") as graph:
     _agree(tmp_path, files, [{"kind": "loud", "x": 2}, {"kind": "quiet", "x": 2}])
 
 
+def test_class6_singledispatch_registrations_are_copied(tmp_path: Path) -> None:
+    files = {"graph.py": HEAD + '''
+import functools
+
+
+@functools.singledispatch
+def describe(value):
+    return "thing"
+
+
+@describe.register(int)
+def _(value):
+    return "int"
+
+
+@describe.register
+def _(value: str):
+    return "str"
+
+
+@op
+def kind(value: object) -> dict[str, str]:
+    return {"kind": describe(value)}
+
+
+with GraphOp(name="g") as graph:
+    node = kind(value=PARENT["value"])
+    START >> node >> END
+'''}
+    _agree(tmp_path, files, [{"value": 1}, {"value": "a"}, {"value": 1.5}])
+
+
 def test_class6_library_state_the_ops_use_is_set_up_alike(tmp_path: Path) -> None:
     files = {"graph.py": HEAD + '''
 import random
