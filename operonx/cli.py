@@ -22,12 +22,13 @@ import linecache
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import click
@@ -159,11 +160,62 @@ def _file_mode(path: str) -> int:
     return 0o666 & ~umask
 
 
-def write_atomic(path: str, data: bytes) -> None:
+_FILE_KINDS = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"))
+
+
+def check_output(path: str, protected: Iterable[str] = ()) -> None:
+    """Refuse an ``-o`` target that writing would damage (a usage error, exit 2).
+
+    ``path`` may be a new name or an existing regular file; never a directory, a
+    device, a FIFO or a socket (replacing ``/dev/null`` with a file as root would
+    break the system), never a symbolic link (operonx writes what it is asked to,
+    not what a link happens to point to), and never one of the ``protected`` files
+    (the graph's source and the modules the compile read), however it is spelled.
+    """
+    shown = path  # as the user typed it; the location in front is normalised
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise _error(f"-o {shown}: cannot inspect it: {err.strerror}", path,
+                     exit_code=2) from err
+    if stat.S_ISLNK(info.st_mode):
+        target = os.readlink(path)
+        raise _error(f"-o {shown} is a symbolic link (to {target}); operonx does not write "
+                     "through links or replace them", path,
+                     hint="name the file itself, or remove the link first", exit_code=2)
+    if stat.S_ISDIR(info.st_mode):
+        raise _error(f"-o {shown} is a directory", path,
+                     hint=f"name a file inside it, e.g. -o {os.path.join(shown, 'out.py')}",
+                     exit_code=2)
+    for is_kind, kind in _FILE_KINDS:
+        if is_kind(info.st_mode):
+            raise _error(f"-o {shown} is {kind}, not a regular file; operonx writes only "
+                         "regular files", path, hint="name a regular file", exit_code=2)
+    for index, source in enumerate(protected):
+        with contextlib.suppress(OSError):
+            if os.path.samefile(path, source):
+                what = ("the graph's own source" if index == 0
+                        else "a source file this command read (the graph's ops come from it)")
+                raise _error(f"-o {shown} is {what}; writing there would destroy it", path,
+                             hint="write the output to a new file, e.g. -o "
+                                  f"{_sibling_name(shown)}", exit_code=2)
+
+
+def _sibling_name(path: str) -> str:
+    root, ext = os.path.splitext(path)
+    return f"{root}_compiled{ext or '.py'}"
+
+
+def write_atomic(path: str, data: bytes, protected: Iterable[str] = ()) -> None:
     """Write through a temporary file in the same directory, then ``os.replace``.
 
-    On any failure ``path`` is left as it was and no temporary file remains.
+    The target is checked first (:func:`check_output`). On any failure ``path`` is
+    left as it was and no temporary file remains.
     """
+    check_output(path, protected)
     directory = os.path.dirname(os.path.abspath(path))
     try:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",
@@ -185,14 +237,14 @@ def write_atomic(path: str, data: bytes) -> None:
         raise
 
 
-def _emit(data: str | bytes, output: str | None) -> None:
+def _emit(data: str | bytes, output: str | None, protected: Iterable[str] = ()) -> None:
     payload = data.encode() if isinstance(data, str) else data
     if output is None or output == "-":
         stream = sys.stdout.buffer
         stream.write(payload)
         stream.flush()
     else:
-        write_atomic(output, payload)
+        write_atomic(output, payload, protected)
 
 
 def read_inputs(value: str | None) -> dict[str, Any]:
@@ -390,6 +442,8 @@ def compile_command(source: str, output: str, graph_name: str | None, opt_level:
     """Compile GRAPH_PY into one standalone, typed module."""
     from compiler import compile_file, is_stale
 
+    if not check:
+        check_output(output, (source,))  # fail fast; the modules it reads are checked after
     result = compile_file(source, graph_name=graph_name, opt_level=opt_level)
     if check:
         if is_stale(output, result):
@@ -397,7 +451,7 @@ def compile_command(source: str, output: str, graph_name: str | None, opt_level:
             raise _error(f"{output} {state}", output,
                          hint=f"regenerate it: operonx compile {source} -o {output}")
         return
-    write_atomic(output, result.source.encode())
+    write_atomic(output, result.source.encode(), result.sources or (source,))
 
 
 @cli.command()
@@ -426,12 +480,30 @@ def graph(source: str, graph_name: str | None, fmt: str, output: str | None) -> 
     if fmt == "png" and output in (None, "-") and sys.stdout.isatty():
         raise click.UsageError("refusing to write PNG to a terminal; pass -o FILE")
     _, graph_op = _load(source, graph_name)
+    protected = graph_sources(source, graph_op.ir)
     if fmt == "mermaid":
-        _emit(to_mermaid(graph_op.ir), output)
+        _emit(to_mermaid(graph_op.ir), output, protected)
     elif fmt == "dot":
-        _emit(to_dot(graph_op.ir), output)
+        _emit(to_dot(graph_op.ir), output, protected)
     else:
-        _emit(render_image(to_dot(graph_op.ir), fmt), output)
+        _emit(render_image(to_dot(graph_op.ir), fmt), output, protected)
+
+
+def graph_sources(source: str, graph: Graph) -> list[str]:
+    """``source``, then the file of every op the graph (and its bodies) runs."""
+    import inspect
+
+    files = [os.path.abspath(source), graph.loc.file]
+    scopes = [graph]
+    while scopes:
+        scope = scopes.pop()
+        for node in scope.nodes.values():
+            if node.op is not None:
+                with contextlib.suppress(TypeError):
+                    files.append(inspect.getsourcefile(node.op.fn) or "")
+            if node.body is not None:
+                scopes.append(node.body)
+    return [f for f in dict.fromkeys(files) if f]
 
 
 def render_image(dot_text: str, fmt: str) -> bytes:

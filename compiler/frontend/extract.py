@@ -68,6 +68,9 @@ class Extraction:
     # Per function: module-level names as written in its module -> generated name,
     # for the ones that differ (use with compiler.frontend.types' ``renames=``).
     renames: Mapping[Callable[..., Any], Mapping[str, str]] = field(default_factory=dict)
+    # Every user source file read (copied from, or checked for state changes): the CLI
+    # refuses to write its output over any of them.
+    sources: tuple[str, ...] = ()
 
 
 # Names the code generator defines in every module: copied code must not take them.
@@ -176,7 +179,7 @@ class _Extractor:
             self.renames[target.fn] = self._module_renames(info)
         self._copy_state_changes(graph)
         return Extraction(self._import_lines(), self._ordered_blocks(),
-                          dict(self.function_names), self.renames)
+                          dict(self.function_names), self.renames, tuple(self.infos))
 
     def _locate(self, target: _Target) -> tuple[ModuleInfo, Statement | None]:
         """The module and top-level ``def`` of a target (None: an ``until`` lambda)."""
