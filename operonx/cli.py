@@ -5,9 +5,11 @@ Every error a user can cause is one diagnostic on stderr,
 no traceback unless ``operonx --debug`` (or ``OPERONX_DEBUG=1``). Exit codes:
 
 * 0 success (``compile --check``: the output is fresh);
-* 1 an error in the user's graph, code or inputs' content (``--check``: stale);
-* 2 a usage error: bad flags, unreadable files, inputs that are not a JSON object;
-* 70 an internal error (a bug in operonx; ``--debug`` shows the traceback);
+* 1 an error in the user's graph, code or inputs' content (``--check``: stale), or
+  one the system reports (a full disk, out of memory, a permission);
+* 2 a usage error: bad flags, unreadable files, inputs that are not a JSON object
+  (or nested too deeply to read), an ``-o`` that must not be written;
+* 70 an internal error: a bug in operonx, and only that (``--debug`` shows the traceback);
 * 130 interrupted.
 
 The ``compiler`` package is imported lazily, inside the commands that need it,
@@ -28,7 +30,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import click
@@ -104,8 +106,7 @@ class OperonxGroup(click.Group):
             raise
         except BrokenPipeError:
             # The reader went away (`operonx run ... --stream | head`): stop quietly.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
+            silence_stdout()
             sys.exit(1)
         except KeyboardInterrupt:
             if debug:
@@ -122,6 +123,18 @@ class OperonxGroup(click.Group):
             if isinstance(err, GraphError):
                 _report(_error(err.message, err.file, err.line, hint=err.hint))
             _report(_error(str(err)))
+        except MemoryError:
+            if debug:
+                traceback.print_exc()
+            _report(_error("out of memory", hint="the graph, its inputs or its result do not "
+                           "fit in this machine's memory"))
+        except OSError as err:
+            # The system refused something (a full disk, a permission, a vanished file):
+            # the user's environment, not a bug in operonx.
+            if debug:
+                traceback.print_exc()
+            where = f" ({err.filename})" if err.filename else ""
+            _report(_error(f"{err.strerror or err}{where}"))
         except Exception as err:
             if debug:
                 traceback.print_exc()
@@ -240,11 +253,36 @@ def write_atomic(path: str, data: bytes, protected: Iterable[str] = ()) -> None:
 def _emit(data: str | bytes, output: str | None, protected: Iterable[str] = ()) -> None:
     payload = data.encode() if isinstance(data, str) else data
     if output is None or output == "-":
-        stream = sys.stdout.buffer
-        stream.write(payload)
-        stream.flush()
+        with _writing_stdout():
+            stream = sys.stdout.buffer
+            stream.write(payload)
+            stream.flush()
     else:
         write_atomic(output, payload, protected)
+
+
+def write_stdout(text: str) -> None:
+    """Write and flush now, so that a full disk is reported here and not at exit."""
+    with _writing_stdout():
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
+@contextlib.contextmanager
+def _writing_stdout() -> Iterator[None]:
+    try:
+        yield
+    except BrokenPipeError:
+        raise  # the reader went away: OperonxGroup stops quietly
+    except OSError as err:
+        silence_stdout()
+        raise _error(f"cannot write the output: {err.strerror or err}") from err
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null: what is still buffered must not fail again at exit."""
+    with contextlib.suppress(OSError, ValueError):  # no real fd under CliRunner
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def read_inputs(value: str | None) -> dict[str, Any]:
@@ -266,6 +304,9 @@ def read_inputs(value: str | None) -> dict[str, Any]:
             raise _error(f"cannot read inputs: {reason}", where, exit_code=2) from err
     try:
         inputs = json.loads(text)
+    except RecursionError as err:
+        raise _error("inputs are nested too deeply to read", where, exit_code=2,
+                     hint="flatten the JSON (Python's parser stops near 1000 levels)") from err
     except json.JSONDecodeError as err:
         raise _error(f"invalid JSON in inputs: {err.msg}", where, err.lineno, err.colno,
                      hint='inputs are a JSON object, e.g. --inputs \'{"numbers": [1, 2]}\'',
@@ -290,7 +331,35 @@ def _json_default(value: object) -> object:
 
 
 def to_json(value: object, indent: int | None = None) -> str:
-    return json.dumps(value, default=_json_default, ensure_ascii=False, indent=indent)
+    """JSON text; NaN and infinities (which JSON cannot spell) as the strings "NaN",
+    "Infinity" and "-Infinity" — as a compiled module's ``main()`` prints them.
+
+    Raises ``CompileError`` (exit 1) for a value JSON cannot hold (too deeply nested,
+    circular).
+    """
+    try:
+        try:
+            return json.dumps(value, default=_json_default, ensure_ascii=False, indent=indent,
+                              allow_nan=False)
+        except ValueError:  # a NaN or an infinity somewhere (or a cycle: raised again below)
+            return json.dumps(finite(value), default=_json_default, ensure_ascii=False,
+                              indent=indent, allow_nan=False)
+    except (RecursionError, ValueError) as err:
+        reason = "it is nested too deeply" if isinstance(err, RecursionError) else err
+        raise _error(f"the result cannot be written as JSON: {reason}") from err
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every non-finite float spelled as a string."""
+    if isinstance(value, float) and value - value != 0.0:  # NaN, or an infinity
+        return "NaN" if value != value else "Infinity" if value > 0 else "-Infinity"
+    if isinstance(value, dict):
+        return {finite(k): finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return [finite(v) for v in sorted(value, key=repr)]
+    return value
 
 
 def frame_to_json(frame: Frame) -> str:
@@ -392,8 +461,10 @@ def _run_stream(graph_op: GraphOp, inputs: dict[str, Any], label: str) -> None:
     async def consume() -> None:
         async for frame in Engine(graph_op).stream(inputs=inputs):
             progress.update(frame)
-            out.write(frame_to_json(frame) + "\n")
-            out.flush()
+            line = frame_to_json(frame) + "\n"
+            with _writing_stdout():
+                out.write(line)
+                out.flush()
 
     try:
         _event_loop_run(consume)
@@ -529,6 +600,7 @@ def render_image(dot_text: str, fmt: str) -> bytes:
               help="Print every frame as a JSON line as it happens (the last is END).")
 def run(source: str, graph_name: str | None, inputs_arg: str | None, stream: bool) -> None:
     """Run GRAPH_PY through the Engine; print the result as JSON."""
+    from compiler.errors import CompileError
     from operonx.core import Engine
     from operonx.errors import GraphError, OperonxError
 
@@ -538,9 +610,9 @@ def run(source: str, graph_name: str | None, inputs_arg: str | None, stream: boo
         if stream:
             _run_stream(graph_op, inputs, f"operonx run {name}")
         else:
-            click.echo(to_json(Engine(graph_op).run_sync(inputs=inputs)))
-    except GraphError:
-        raise
+            write_stdout(to_json(Engine(graph_op).run_sync(inputs=inputs)) + "\n")
+    except (GraphError, CompileError):
+        raise  # already a diagnostic (a result that cannot be written, say)
     except OperonxError as err:
         raise _run_error(err, graph_op.ir) from err
 
