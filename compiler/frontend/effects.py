@@ -25,7 +25,11 @@ statement the extractor did not copy is checked here, conservatively:
 * ``if __name__ == "__main__":`` blocks do not run on import: never copied;
 * ``exec``, ``eval``, ``globals()``, ``locals()`` and ``vars()`` can change
   any name: where the copy reads a module that calls them, nothing can be
-  decided, and the compiler refuses (:class:`Undecidable`).
+  decided, and the compiler refuses (:class:`Undecidable`);
+* the import machinery (``sys.path``, ``sys.modules``, ...) only matters to code
+  that imports at run time: a ``sys.path.insert(...)`` is a change only when
+  some copied code contains an ``import`` or uses ``__import__``/``importlib``
+  (the compiled module's own imports are of libraries, which it names exactly).
 """
 
 from __future__ import annotations
@@ -64,6 +68,8 @@ READ_ONLY_METHODS = frozenset({
     "startswith", "endswith", "format", "join", "split", "strip", "lower", "upper",
 })
 _CONTAINERS = (dict, list, tuple, set, frozenset, collections.deque)
+_IMPORT_MACHINERY = frozenset({"path", "meta_path", "path_hooks", "path_importer_cache",
+                               "modules"})
 _SCALARS = (type(None), bool, int, float, complex, str, bytes, range, type(Ellipsis))
 _REACH_LIMIT = 200_000  # objects visited when collecting state; past it, roots only
 _MISSING = object()
@@ -115,26 +121,44 @@ def _may_hold_state(value: object) -> bool:
     if isinstance(value, _SCALARS):
         return False
     if isinstance(value, (tuple, frozenset)):
-        return any(_may_hold_state(v) for v in value)
+        return any(_may_hold_state(v) for v in _items(value))
     return not _is_operonx(value)
 
 
 def _held(value: object) -> Iterator[object]:
-    """What a container, or an object of the user's own classes, holds."""
+    """What a container, or an object of the user's own classes, holds.
+
+    Read through the builtin types' own methods and ``__dict__``: a subclass's
+    overridden ``__iter__`` or ``keys`` is user code, never run at compile time.
+    """
     if isinstance(value, dict):
-        yield from value.keys()
-        yield from value.values()
+        yield from dict.keys(value)
+        yield from dict.values(value)
     elif isinstance(value, _CONTAINERS):
-        yield from value
+        yield from _items(value)
     elif isinstance(value, types.MethodType | types.BuiltinMethodType):
-        owner = getattr(value, "__self__", None)
+        owner = value.__self__
         if not isinstance(owner, types.ModuleType):  # len.__self__ is builtins
             yield owner
     elif isinstance(value, type) and _is_user_object(value):
-        yield from vars(value).values()
+        yield from list(vars(value).values())
     elif not isinstance(value, types.ModuleType | types.FunctionType) and _is_user_object(
             type(value)):
-        yield from getattr(value, "__dict__", {}).values()
+        try:
+            attributes = object.__getattribute__(value, "__dict__")
+        except (AttributeError, TypeError):  # __slots__, or no instance dict
+            return
+        if isinstance(attributes, dict):
+            yield from list(dict.values(attributes))
+
+
+def _items(value: object) -> Iterator[object]:
+    """The items of a list, tuple, set, frozenset or deque, by the base type's iterator."""
+    for base in _CONTAINERS:
+        if isinstance(value, base):
+            iterate: Any = base.__iter__
+            return iter(list(iterate(value)))
+    return iter(())
 
 
 def is_data(value: object) -> bool:
@@ -233,22 +257,28 @@ def _is_global(name: str, frames: list[_Frame]) -> bool:
 class Analysis:
     """Decides, per top-level statement, whether it changes the copied code's state."""
 
-    def __init__(self, state: State) -> None:
+    def __init__(self, state: State, imports_at_run_time: bool = True) -> None:
         self.state = state
+        self.imports_at_run_time = imports_at_run_time
         self._called: dict[int, str | None] = {}  # id(code or class) -> what it uses, or None
         self._in_progress: set[int] = set()
-        self._asts: dict[str, ast.Module] = {}
+        self._by_line: dict[str, dict[int, list[ast.stmt]]] = {}
 
-    def _module_ast(self, info: ModuleInfo) -> ast.Module:
-        if info.file not in self._asts:
-            self._asts[info.file] = ast.parse(info.tree.code)
-        return self._asts[info.file]
+    def _statements_at(self, info: ModuleInfo, line: int) -> list[ast.stmt]:
+        """The ``ast`` statements of the top-level (libcst) statement starting at ``line``."""
+        if info.file not in self._by_line:
+            with open(info.file, encoding="utf-8") as f:
+                tree = ast.parse(f.read())
+            index: dict[int, list[ast.stmt]] = {}
+            for node in tree.body:
+                index.setdefault(_first_line(node), []).append(node)
+            self._by_line[info.file] = index
+        return self._by_line[info.file].get(line, [])
 
     def statement_change(self, info: ModuleInfo, statement: Statement,
                          namespace: Mapping[str, Any]) -> Change | None:
         """How ``statement`` (not copied) may change state, or None when it cannot."""
-        nodes = [node for node in self._module_ast(info).body
-                 if _first_line(node) == statement.line]
+        nodes = self._statements_at(info, statement.line)
         if len(nodes) == 1 and is_main_guard(nodes[0]):
             return None
         walker = _Walker(self, namespace, follow_bodies=False, file=info.file)
@@ -450,6 +480,9 @@ class _Walker:
             if name in self.frames[-1].globals:
                 return Change(line, f"rebinds {name} (declared global)")
             return None
+        if (not self.analysis.imports_at_run_time and len(values) >= 2
+                and values[0][1] is sys and values[1][0].split(".")[1] in _IMPORT_MACHINERY):
+            return None  # sys.path & co.: nothing copied imports at run time
         ctx = getattr(top, "ctx", None)
         if steps and isinstance(ctx, (ast.Store, ast.Del)):
             return self._store(top, values, ctx, line)
@@ -526,9 +559,9 @@ class _Walker:
             return self._callbacks(node) if value is _MISSING else None
         if self.state.holds(value) and is_data(value):
             return Change(line, f"calls {_text(node.func)}(), an object the ops use")
-        owner = getattr(value, "__self__", None)
-        if (isinstance(value, types.MethodType | types.BuiltinMethodType)
-                and not isinstance(owner, types.ModuleType) and self.state.holds(owner)):
+        is_method = isinstance(value, types.MethodType | types.BuiltinMethodType)
+        owner = value.__self__ if is_method else None  # type: ignore[attr-defined]
+        if is_method and not isinstance(owner, types.ModuleType) and self.state.holds(owner):
             return Change(line, f"calls {_text(node.func)}(), a method of an object the ops "
                                 "use")
         if _is_user_code(value):
@@ -672,6 +705,19 @@ class _Walker:
     def _line(self, node: ast.AST) -> int:
         line: int = getattr(node, "lineno", 0)
         return line
+
+
+def imports_at_run_time(sources: Iterable[str]) -> bool:
+    """Does any of this (copied) code import something when it runs?"""
+    for source in sources:
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                return True
+            if isinstance(node, ast.Name) and node.id in ("__import__", "importlib"):
+                return True
+            if isinstance(node, ast.Attribute) and node.attr == "import_module":
+                return True
+    return False
 
 
 def _unwrap_descriptor(value: object) -> object:

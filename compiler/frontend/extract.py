@@ -384,7 +384,9 @@ class _Extractor:
         until nothing more changes, since each copy brings state of its own.
         """
         while True:
-            analysis = effects.Analysis(effects.State(self._state_roots()))
+            blocks = [block.source for block in self.copied.values() if block is not None]
+            analysis = effects.Analysis(effects.State(self._state_roots()),
+                                        effects.imports_at_run_time(blocks))
             found = [(info, statement, change) for info in self._scanned_modules(graph)
                      for statement, change in self._changes_in(info, analysis)]
             if not found:
@@ -414,10 +416,12 @@ class _Extractor:
             self._copy(info, statement)
         except CompileError as err:
             raise _refuse(
-                f"this statement {change.what}, which the compiled ops use, so it must be "
-                f"copied into the compiled module, but it cannot be: {err.message}",
+                f"this statement {change.what}, changing state the compiled ops use, so the "
+                f"compiled module must run it too, but it cannot be copied: {err.message}",
                 info.file, change.line or statement.line,
-                err.hint or "move it out of the graph's `with` block, to module level") from err
+                "write it so that it can be copied (at module level, outside the graph's "
+                "`with` block, without operonx), or keep it away from what the ops use"
+            ) from err
 
     def _state_roots(self) -> Iterator[object]:
         """The values of every name the copied code uses: copied statements' and imports'."""
@@ -571,7 +575,9 @@ def _statement_what(statement: Statement) -> str:
         return f"function {node.name.value!r}"
     if isinstance(node, cst.ClassDef):
         return f"class {node.name.value!r}"
-    return f"the statement defining {', '.join(statement.binds) or 'nothing'}"
+    if not statement.binds:
+        return "this statement"
+    return f"the statement defining {', '.join(statement.binds)}"
 
 
 def _short(file: str) -> str:

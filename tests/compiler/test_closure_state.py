@@ -286,6 +286,41 @@ with GraphOp(name="g") as graph:
     assert module.stdout == engine.stdout
 
 
+SYS_PATH = HEAD + '''
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+
+@op
+def tell(x: int) -> dict[str, int]:
+    {body}
+    return {{"y": x + len(sys.argv[:0])}}
+
+
+with GraphOp(name="g") as graph:
+    node = tell(x=PARENT["x"])
+    START >> node >> END
+'''
+
+
+def test_class6_import_machinery_matters_only_to_code_that_imports_at_run_time(
+        tmp_path: Path) -> None:
+    """``sys.path.insert(0, ... __file__ ...)`` changes ``sys``, which the op uses, but
+    only imports can see it: with none in the copied code it is not copied (and its
+    ``__file__`` does not make the compile fail); with one it must be, and cannot be."""
+    _agree(tmp_path, {"graph.py": SYS_PATH.format(body="pass")}, [{"x": 1}])
+    source = compile_file(str(tmp_path / "graph.py")).source
+    assert "sys.path" not in source.split("errors and frames", 1)[0]
+    importing = write_project(tmp_path, {"graph.py": SYS_PATH.format(body="import json")})
+    with pytest.raises(CompileError) as info:
+        compile_file(importing)
+    assert info.value.line == _line_of(importing, "sys.path.insert")
+    assert "calls sys.path.insert()" in info.value.message
+    assert "'__file__'" in info.value.message
+
+
 def test_class6_statements_that_change_nothing_are_not_copied(tmp_path: Path) -> None:
     files = {"graph.py": _registry('''
 import logging
@@ -314,7 +349,7 @@ def test_class6_a_change_inside_the_graph_block_is_refused_with_its_location(
     err = info.value
     assert err.file == path
     assert err.line == _line_of(path, 'REG["late"] = abs')
-    assert "assigns into REG" in err.message and "cannot be" in err.message
+    assert "assigns into REG" in err.message and "cannot be copied" in err.message
     assert err.hint
 
 
