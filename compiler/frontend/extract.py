@@ -456,6 +456,7 @@ class _Extractor:
             if info.file in seen:
                 continue
             seen[info.file] = info
+            imported_files: list[str] = []
             for statement in info.statements:
                 for imported in statement.imports:
                     names = [imported.module]
@@ -463,8 +464,15 @@ class _Extractor:
                         names.append(f"{imported.module}.{imported.attr}")
                     for name in names:
                         file = _user_module_file(name)
-                        if file is not None and file not in seen:
+                        if file is None or file == info.file:
+                            continue
+                        imported_files.append(file)
+                        if file not in seen:
                             pending.append(self._info(file, name))
+            # An imported module's code ran before the importer's, in import order: so do
+            # its copies (_file_order visits a file's edges in this order).
+            edges = self.module_edges.setdefault(info.file, [])
+            edges[:] = list(dict.fromkeys([*imported_files, *edges]))
         return list(seen.values())
 
     def _is_op(self, decorator: cst.Decorator, info: ModuleInfo) -> bool:

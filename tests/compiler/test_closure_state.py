@@ -166,8 +166,8 @@ def local(x):
 
 
 @op
-def lookup(key: str, x: int) -> dict[str, int]:
-    return {"y": REG[key](x)}
+def lookup(key: str, x: int) -> dict[str, object]:
+    return {"y": REG[key](x), "order": list(REG)}  # the order of registration shows
 
 
 with GraphOp(name="g") as graph:
@@ -192,6 +192,33 @@ def triple(x):
 ''',
     }
     _agree(tmp_path, files, [{"key": "triple", "x": 2}, {"key": "local", "x": 2}])
+
+
+def test_class6_registrations_keep_the_import_order_of_their_modules(tmp_path: Path) -> None:
+    """zeta is imported before alpha: it registers first, whatever the names sort to."""
+    files = {
+        "graph.py": HEAD + '''
+from zeta import Z
+from alpha import A
+from registry import REG
+
+
+@op
+def names(x: int) -> dict[str, object]:
+    return {"order": list(REG), "x": x + A + Z}
+
+
+with GraphOp(name="g") as graph:
+    node = names(x=PARENT["x"])
+    START >> node >> END
+''',
+        "registry.py": "REG = {}\n",
+        "zeta.py": "from registry import REG\n\nREG['zeta'] = 1\nZ = 1\n",
+        "alpha.py": "from registry import REG\n\nREG['alpha'] = 2\nA = 2\n",
+    }
+    _agree(tmp_path, files, [{"x": 1}])
+    module = compiled(str(tmp_path / "graph.py"), 2, tmp_path)
+    assert module.run_sync({"x": 1})["order"] == ["zeta", "alpha"]
 
 
 def test_class6_class_registries_and_subclass_hooks_are_copied(tmp_path: Path) -> None:
