@@ -151,6 +151,9 @@ class _Extractor:
         self.copied: dict[tuple[str, int], CodeBlock | None] = {}  # None while being copied
         self.op_returns: dict[tuple[str, int], str] = {}
         self.module_edges: dict[str, list[str]] = {}
+        # Per scanned file: (line, file) of each top-level import of a user module.
+        self.user_imports: dict[str, list[tuple[int, str]]] = {}
+        self.state_changes: set[tuple[str, int]] = set()  # slots copied by effects
         self.function_names: dict[Callable[..., Any], str] = {}
         self.renames: dict[Callable[..., Any], dict[str, str]] = {}
         self.suffix: dict[str, int] = {}  # desired name -> next ``_N`` to try (see _name)
@@ -178,6 +181,7 @@ class _Extractor:
                 self._copy(info, statement)
             self.renames[target.fn] = self._module_renames(info)
         self._copy_state_changes(graph)
+        self._check_import_order()
         return Extraction(self._import_lines(), self._ordered_blocks(),
                           dict(self.function_names), self.renames, tuple(self.infos))
 
@@ -412,6 +416,7 @@ class _Extractor:
 
     def _copy_change(self, info: ModuleInfo, statement: Statement,
                      change: effects.Change) -> None:
+        self.state_changes.add((info.file, statement.index))
         try:
             self._copy(info, statement)
         except CompileError as err:
@@ -422,6 +427,44 @@ class _Extractor:
                 "write it so that it can be copied (at module level, outside the graph's "
                 "`with` block, without operonx), or keep it away from what the ops use"
             ) from err
+
+    def _check_import_order(self) -> None:
+        """Refuse what the copy cannot order as the user's modules ran it.
+
+        The compiled module runs each file's copies as one block, after the blocks of
+        the files it imports; Python ran the importer's statements *above* an import
+        before the imported module. That difference shows only when the imported side
+        changes state (a registration: it may overwrite, or be seen by, what runs
+        before it) and the importer has copied code above the import that runs at
+        import time (anything but a plain ``def``). Then it is refused, at the import.
+        """
+        changes: dict[str, bool] = {}
+
+        def changes_state(file: str, trail: frozenset[str]) -> bool:
+            if file not in changes:
+                changes[file] = any(f == file for f, _ in self.state_changes) or any(
+                    other not in trail and changes_state(other, trail | {file})
+                    for _, other in self.user_imports.get(file, []))
+            return changes[file]
+
+        for file, imports in self.user_imports.items():
+            info = self.infos[file]
+            runs = sorted(info.statements[i].line for (f, i), block in self.copied.items()
+                          if f == file and block is not None and i >= 0
+                          and self._runs_at_import(info, info.statements[i]))
+            for line, other in imports:
+                if runs and runs[0] < line and changes_state(other, frozenset({file})):
+                    raise _refuse(
+                        f"this import of {_short(other)} comes after line {runs[0]}, which "
+                        f"the compiled module copies; {_short(other)} changes state, and the "
+                        f"compiled module runs its copies before all of {_short(file)}'s, so "
+                        "the two could run in another order than here", file, line,
+                        f"move the import above line {runs[0]}")
+
+    def _runs_at_import(self, info: ModuleInfo, statement: Statement) -> bool:
+        """Anything but a plain ``def`` (``@op`` aside) runs code when the module does."""
+        node = transform.strip_decorators(statement.node, lambda d: self._is_op(d, info))
+        return not (isinstance(node, cst.FunctionDef) and not node.decorators)
 
     def _state_roots(self) -> Iterator[object]:
         """The values of every name the copied code uses: copied statements' and imports'."""
@@ -467,6 +510,8 @@ class _Extractor:
                         if file is None or file == info.file:
                             continue
                         imported_files.append(file)
+                        self.user_imports.setdefault(info.file, []).append(
+                            (statement.line, file))
                         if file not in seen:
                             pending.append(self._info(file, name))
             # An imported module's code ran before the importer's, in import order: so do

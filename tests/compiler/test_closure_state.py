@@ -221,6 +221,37 @@ with GraphOp(name="g") as graph:
     assert module.run_sync({"x": 1})["order"] == ["zeta", "alpha"]
 
 
+def test_class6_an_import_below_copied_code_that_it_could_reorder_is_refused(
+        tmp_path: Path) -> None:
+    """The compiled module runs plugins' registrations before all of graph.py's copies;
+    here graph.py registers first, so the order would change: refused at the import."""
+    path = write_project(tmp_path, {
+        "graph.py": HEAD + '''
+from registry import REG
+
+REG["first"] = abs
+import plugins  # noqa: E402,F401
+
+
+@op
+def names(x: int) -> dict[str, object]:
+    return {"order": list(REG), "x": x}
+
+
+with GraphOp(name="g") as graph:
+    node = names(x=PARENT["x"])
+    START >> node >> END
+''',
+        "registry.py": "REG = {}\n",
+        "plugins.py": "from registry import REG\n\nREG['second'] = abs\n",
+    })
+    with pytest.raises(CompileError) as info:
+        compile_file(path)
+    assert info.value.line == _line_of(path, "import plugins")
+    first = _line_of(path, 'REG["first"]')
+    assert info.value.hint == f"move the import above line {first}"
+
+
 def test_class6_class_registries_and_subclass_hooks_are_copied(tmp_path: Path) -> None:
     files = {"graph.py": HEAD + '''
 
