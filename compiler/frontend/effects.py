@@ -38,6 +38,7 @@ import ast
 import builtins
 import collections
 import inspect
+import os
 import sys
 import textwrap
 import types
@@ -257,12 +258,21 @@ def _is_global(name: str, frames: list[_Frame]) -> bool:
 class Analysis:
     """Decides, per top-level statement, whether it changes the copied code's state."""
 
-    def __init__(self, state: State, imports_at_run_time: bool = True) -> None:
+    def __init__(self, state: State, imports_at_run_time: bool = True,
+                 copied_names: Mapping[str, Iterable[str]] | None = None) -> None:
         self.state = state
         self.imports_at_run_time = imports_at_run_time
+        # file -> module-level names the copied statements bind (ints and strings too,
+        # which ``state`` cannot tell apart by identity).
+        self._copied = {os.path.abspath(f): frozenset(n)
+                        for f, n in (copied_names or {}).items()}
         self._called: dict[int, str | None] = {}  # id(code or class) -> what it uses, or None
         self._in_progress: set[int] = set()
         self._by_line: dict[str, dict[int, list[ast.stmt]]] = {}
+
+    def is_copied(self, file: str | None, name: str) -> bool:
+        """Does a copied statement of ``file`` bind ``name``?"""
+        return file is not None and name in self._copied.get(os.path.abspath(file), ())
 
     def _statements_at(self, info: ModuleInfo, line: int) -> list[ast.stmt]:
         """The ``ast`` statements of the top-level (libcst) statement starting at ``line``."""
@@ -468,16 +478,15 @@ class _Walker:
         name = node.id
         if not _is_global(name, self.frames):
             return None
+        line = self._line(node)
         top, steps = self._chain_top(node)
         values = self._prefix_values(node)
         held = [(text, v) for text, v in values if self.state.holds(v)]
-        if not held:
-            return None
-        line = self._line(node)
         if isinstance(node.ctx, (ast.Store, ast.Del)):
             # A module-level binding is the extractor's business; inside called code,
             # a `global` rebinding of a name the ops use changes what they see.
-            if name in self.frames[-1].globals:
+            if name in self.frames[-1].globals and (held or self.analysis.is_copied(
+                    self.file, name)):
                 return Change(line, f"rebinds {name} (declared global)")
             return None
         if (not self.analysis.imports_at_run_time and len(values) >= 2
@@ -486,16 +495,21 @@ class _Walker:
         ctx = getattr(top, "ctx", None)
         if steps and isinstance(ctx, (ast.Store, ast.Del)):
             return self._store(top, values, ctx, line)
+        if not held:
+            return None
         parent = self.parents.get(id(top))
         called = ((isinstance(parent, ast.Call) and parent.func is top)
                   or (isinstance(parent, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
                       and any(d is top for d in parent.decorator_list)))
         if called and steps:
             return self._method_call(top, values, parent, line)
+        call = self._argument_of(top)
+        if (call is not None and self._builtin_name(call.func) in ("setattr", "delattr")
+                and call.args and call.args[0] is top):
+            return Change(line, f"calls {_text(call.func)}() on {held[-1][0]}")
         data = [text for text, v in held if is_data(v)]
         if not data:
             return None  # a module, function or class read, not called: nothing changes
-        call = self._argument_of(top)
         if call is not None and self._keeps_nothing(call):
             return None  # len(REG), print(REG), an op's argument in a graph block
         if self.follow_bodies:
@@ -518,10 +532,11 @@ class _Walker:
         held = [text for text, v in owners if self.state.holds(v)]
         if held:
             return Change(line, f"{verb} {held[-1]}")
-        if (resolved and isinstance(top, ast.Attribute) and len(values) >= 2
-                and isinstance(values[-2][1], types.ModuleType)
-                and self.state.holds(values[-1][1])):
-            return Change(line, f"rebinds {values[-1][0]}")
+        module = values[-2][1] if resolved and len(values) >= 2 else None
+        if isinstance(top, ast.Attribute) and isinstance(module, types.ModuleType) and (
+                self.state.holds(values[-1][1])
+                or self.analysis.is_copied(getattr(module, "__file__", None), top.attr)):
+            return Change(line, f"rebinds {values[-1][0]}")  # config.LIMIT = 5
         return None
 
     def _method_call(self, top: ast.AST, values: list[tuple[str, object]],

@@ -390,7 +390,8 @@ class _Extractor:
         while True:
             blocks = [block.source for block in self.copied.values() if block is not None]
             analysis = effects.Analysis(effects.State(self._state_roots()),
-                                        effects.imports_at_run_time(blocks))
+                                        effects.imports_at_run_time(blocks),
+                                        self._copied_names())
             found = [(info, statement, change) for info in self._scanned_modules(graph)
                      for statement, change in self._changes_in(info, analysis)]
             if not found:
@@ -465,6 +466,13 @@ class _Extractor:
         """Anything but a plain ``def`` (``@op`` aside) runs code when the module does."""
         node = transform.strip_decorators(statement.node, lambda d: self._is_op(d, info))
         return not (isinstance(node, cst.FunctionDef) and not node.decorators)
+
+    def _copied_names(self) -> dict[str, set[str]]:
+        names: dict[str, set[str]] = {}
+        for (file, index), block in self.copied.items():
+            if block is not None and index >= 0:
+                names.setdefault(file, set()).update(self.infos[file].statements[index].binds)
+        return names
 
     def _state_roots(self) -> Iterator[object]:
         """The values of every name the copied code uses: copied statements' and imports'."""

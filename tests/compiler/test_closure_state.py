@@ -411,6 +411,66 @@ def test_class6_a_change_inside_the_graph_block_is_refused_with_its_location(
     assert err.hint
 
 
+SCALAR_OPS = '''
+from operonx.core import op
+
+LIMIT = 5
+
+
+def bump():
+    global LIMIT
+    LIMIT += 1
+
+
+@op
+def clamp(x: int) -> dict[str, int]:
+    return {"y": min(x, LIMIT)}
+'''
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    ("import ops\nops.LIMIT = 7\n", "rebinds ops.LIMIT"),
+    ("from ops import bump\nbump()\n", "calls bump(), which rebinds LIMIT"),
+])
+def test_class6_rebinding_a_copied_scalar_elsewhere_is_refused(tmp_path: Path, change: str,
+                                                               words: str) -> None:
+    """An int has no identity to follow: the names the copy binds are checked by name.
+    Neither change can be copied as written (the compiled LIMIT is a plain global)."""
+    path = write_project(tmp_path, {"graph.py": HEAD + "from ops import clamp\n" + change + '''
+
+with GraphOp(name="g") as graph:
+    node = clamp(x=PARENT["x"])
+    START >> node >> END
+''', "ops.py": SCALAR_OPS})
+    with pytest.raises(CompileError) as info:
+        compile_file(path)
+    assert info.value.file == path
+    assert info.value.line == len(HEAD.splitlines()) + 3
+    assert words in info.value.message and "cannot be copied" in info.value.message
+
+
+def test_class6_setattr_on_a_class_the_ops_use_is_copied(tmp_path: Path) -> None:
+    files = {"graph.py": HEAD + '''
+
+class Table:
+    rows: dict[str, int] = {}
+
+
+setattr(Table, "rows", {"a": 1})
+
+
+@op
+def get(key: str) -> dict[str, int]:
+    return {"v": Table.rows.get(key, -1)}
+
+
+with GraphOp(name="g") as graph:
+    node = get(key=PARENT["key"])
+    START >> node >> END
+'''}
+    _agree(tmp_path, files, [{"key": "a"}, {"key": "b"}])
+
+
 def test_class6_exec_at_module_level_is_refused(tmp_path: Path) -> None:
     path = write_project(tmp_path, {"graph.py": _registry('exec("REG[\'x\'] = abs")\n')})
     with pytest.raises(CompileError) as info:
