@@ -344,7 +344,7 @@ def to_json(value: object, indent: int | None = None) -> str:
         except ValueError:  # a NaN or an infinity somewhere (or a cycle: raised again below)
             return json.dumps(finite(value), default=_json_default, ensure_ascii=False,
                               indent=indent, allow_nan=False)
-    except (RecursionError, ValueError) as err:
+    except (RecursionError, TypeError, ValueError) as err:  # deep, circular, odd keys
         reason = "it is nested too deeply" if isinstance(err, RecursionError) else err
         raise _error(f"the result cannot be written as JSON: {reason}") from err
 

@@ -155,6 +155,40 @@ def test_class10_nan_and_infinity_print_as_valid_json_like_operonx_run(
     assert _strict_json(engine.stdout) == printed
 
 
+ODD_RESULT = HEAD + '''
+
+@op
+def odd(kind: str) -> dict[str, object]:
+    if kind == "deep":
+        value: object = []
+        for _ in range(100_000):
+            value = [value]
+        return {"value": value}
+    return {"value": {(1, 2): "tuple key"}}
+
+
+with GraphOp(name="g") as graph:
+    node = odd(kind=PARENT["kind"])
+    START >> node >> END
+'''
+
+
+@pytest.mark.parametrize(("kind", "reason"), [("deep", "it is nested too deeply"),
+                                              ("tuple", "keys must be str")])
+def test_class10_a_result_json_cannot_hold_is_one_line_on_both_paths(
+        tmp_path: Path, kind: str, reason: str) -> None:
+    path = write_project(tmp_path, {"graph.py": ODD_RESULT})
+    (tmp_path / "out.py").write_text(compile_file(path).source)
+    inputs = json.dumps({"kind": kind})
+    for argv in ([sys.executable, "out.py", "--inputs", inputs],
+                 [sys.executable, "-m", "operonx", "run", "graph.py", "--inputs", inputs]):
+        done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                              check=False)
+        assert (done.returncode, done.stdout) == (1, ""), done.stderr
+        assert "error: the result cannot be written as JSON: " in done.stderr
+        assert reason in done.stderr and "Traceback" not in done.stderr
+
+
 # ----------------------------------------------------------- inputs that are not a dict
 
 
