@@ -254,11 +254,16 @@ def _inferred_output_types(op: OpDef) -> dict[str, str]:
         return {}
     params = {p.name: explicit_generics(p.annotation) for p in op.params if p.annotation}
     kind: type[ast.AST] = ast.Yield if op.kind.is_generator else ast.Return
+    if own_nodes(tree, ast.YieldFrom):
+        return {}  # the sub-generator's dicts are not in this source
     found: dict[str, set[str]] = {}
     for node in own_nodes(tree, kind):
         value = getattr(node, "value", None)
-        if not isinstance(value, ast.Dict):
+        if _is_none(value):
             continue
+        if not _is_str_keyed_dict(value):
+            return {}  # a spread, a call, a variable: any key may come with any type
+        assert isinstance(value, ast.Dict)
         for key, item in zip(value.keys, value.values, strict=True):
             if isinstance(key, ast.Constant) and isinstance(key.value, str):
                 found.setdefault(key.value, set()).add(_infer(item, params) or ANY)

@@ -216,3 +216,58 @@ def test_class5_b_list_returning_op_fails_alike_on_both_paths(tmp_path: Path,
     module = compiled(path, level, tmp_path)
     for inputs in ({"x": 2}, {"x": 200}, {"x": 50}, {"x": 7}, {"x": 0}):
         assert_equivalent(graph, module, inputs, frames=False)
+
+
+SPREADS = HEAD + """
+
+
+def extra() -> dict[str, str]:
+    return {"r": "text"}
+
+
+@op(outputs=["r"])
+def mixed(x: int):
+    if x:
+        return {"r": 1}
+    return {**extra()}
+
+
+@op(outputs=["d"])
+def delegating(n: int):
+    yield {"d": n}
+    yield from ({"d": str(i)} for i in range(n))
+
+
+@op
+def literal(x: int):
+    if x:
+        return {"l": x * 2}
+    return None
+
+
+with GraphOp(name="g") as graph:
+    a = mixed(x=PARENT["x"])
+    b = delegating(n=PARENT["x"])
+    c = literal(x=PARENT["x"])
+    START >> [a, b, c] >> END
+"""
+
+
+def test_class5_b_output_types_are_inferred_only_from_literal_dicts(tmp_path: Path) -> None:
+    """An output's type is read from the dict literals only when every returned (or
+    yielded) value is one: a spread or a ``yield from`` may bring the key with any type."""
+    from compiler.frontend.types import output_types
+
+    path = write_project(tmp_path, {"graph.py": SPREADS})
+    nodes = engine_graph(path).ir.nodes
+    assert output_types(nodes["mixed"].op) == {"r": "Any"}
+    assert output_types(nodes["delegating"].op) == {"d": "Any"}
+    assert output_types(nodes["literal"].op) == {"l": "int"}
+    for level in LEVELS:  # and the compiled module still types, and agrees
+        out = tmp_path / f"out_O{level}.py"
+        out.write_text(compile_file(path, opt_level=level).source, encoding="utf-8")
+        done = mypy_strict(str(out), tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+        module = compiled(path, level, tmp_path)
+        for inputs in ({"x": 0}, {"x": 2}):
+            assert_equivalent(engine_graph(path), module, inputs)
