@@ -318,7 +318,7 @@ class Op:
             outputs=tuple(outputs) if outputs is not None else static,
             outputs_declared=outputs is not None, max_concurrent=max_concurrent, bound=bound,
             fuse=fuse, loc=loc, return_annotation=introspect.return_annotation(tree),
-            proven_outputs=introspect.proven_outputs(tree, kind),
+            proven_outputs=introspect.proven_outputs(tree, kind, fn),
         )
         self.fn = fn
         functools.update_wrapper(self, fn)

@@ -117,7 +117,7 @@ def _result_expressions(tree: ast.FunctionDef | ast.AsyncFunctionDef,
 
 
 def proven_outputs(tree: ast.FunctionDef | ast.AsyncFunctionDef | None,
-                   kind: OpKind) -> tuple[str, ...] | None:
+                   kind: OpKind, fn: Callable[..., Any] | None = None) -> tuple[str, ...] | None:
     """Keys the function's result dict is *guaranteed* to have, read from its source.
 
     A proof, not a guess: every ``return`` (or ``yield``) is a dict literal with
@@ -129,6 +129,9 @@ def proven_outputs(tree: ast.FunctionDef | ast.AsyncFunctionDef | None,
     """
     if tree is None or not all(_is_op_decorator(d) for d in tree.decorator_list):
         return None  # another decorator may change what the call returns
+    if fn is not None and (getattr(fn, "__wrapped__", None) is not None
+                           or getattr(fn, "__name__", None) != tree.name):
+        return None  # a wrapper (whatever it is called) runs, not the source read here
     if any(isinstance(node, ast.YieldFrom) for node in _own_nodes(tree)):
         return None
     values = _result_expressions(tree, kind)

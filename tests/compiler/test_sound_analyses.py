@@ -8,6 +8,7 @@ must keep the check, or write ``Any``; it never guesses.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,35 @@ def test_class5_a_with_never_proves_the_function_exits() -> None:
     assert proven_outputs(function_ast(_nested_with), op_kind(_nested_with)) is None
     assert proven_outputs(function_ast(_while_true), op_kind(_while_true)) == ("r",)
     assert proven_outputs(function_ast(_with_then_raise), op_kind(_with_then_raise)) == ("r",)
+
+
+class _Lib:
+    """A third-party namespace whose decorator happens to be called ``op``."""
+
+    @staticmethod
+    def op(fn: Any) -> Any:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return [fn(*args, **kwargs)]
+
+        return wrapper
+
+
+lib = _Lib()
+
+
+@lib.op
+def _wrapped_by_a_namesake(x: int) -> dict[str, int]:
+    return {"r": x}
+
+
+def test_class5_a_a_wrapper_is_never_analysed_as_the_source() -> None:
+    """``@lib.op`` is spelled like ``@op`` but returns a list: the function that runs is
+    the wrapper, so nothing is proven about it."""
+    fn = _wrapped_by_a_namesake
+    assert proven_outputs(function_ast(fn), op_kind(fn), fn) is None
+    assert proven_outputs(function_ast(_while_true), op_kind(_while_true), _while_true) == (
+        "r",)
 
 
 UNANNOTATED = HEAD + """
