@@ -38,6 +38,7 @@ import ast
 import builtins
 import collections
 import inspect
+import itertools
 import os
 import sys
 import textwrap
@@ -317,19 +318,43 @@ class Analysis:
         return found
 
     def _scan_called(self, target: Any) -> str | None:
-        try:
-            source = textwrap.dedent(inspect.getsource(target))
-            tree = ast.parse(source)
-        except (OSError, TypeError, SyntaxError) as exc:
-            name = getattr(target, "__qualname__", repr(target))
-            raise Undecidable(0, f"calls {name}, whose source cannot be read") from exc
         if isinstance(target, type):
             namespace: Mapping[str, Any] = vars(sys.modules[target.__module__])
         else:
             namespace = getattr(target, "__globals__", {})
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(target)))
+            node = tree.body[0]
+        except (OSError, TypeError, SyntaxError, IndexError):
+            # No source, or none that parses alone (a lambda inside a dict literal, say):
+            # read the names its compiled code uses instead, every one a possible read.
+            return self._scan_code(target, namespace)
         walker = _Walker(self, namespace, follow_bodies=True, file=inspect.getfile(target))
-        found = walker.run(tree.body[0])
+        found = walker.run(node)
         return found.what if found is not None else None
+
+    def _scan_code(self, target: Any, namespace: Mapping[str, Any]) -> str | None:
+        """What the compiled code of ``target`` may reach, by the names it mentions."""
+        codes = [getattr(target, "__code__", None)]
+        if isinstance(target, type):
+            codes = [getattr(v, "__code__", None) for v in vars(target).values()]
+        names: set[str] = set()
+        while codes:
+            code = codes.pop()
+            if isinstance(code, types.CodeType):
+                names.update(code.co_names)
+                codes.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+        for name in sorted(names):
+            if name in UNDECIDABLE_BUILTINS and name not in namespace:
+                raise Undecidable(0, f"calls {name}(), which can change any module-level name")
+            value = namespace.get(name, _MISSING)
+            if self.state.holds(value):
+                return f"uses {name}"
+            if value is not _MISSING and (_is_op(value) or _is_user_code(value)):
+                used = self.called_code_uses_state(value)
+                if used is not None:
+                    return f"calls {name}(), which {used}"
+        return None
 
 
 def _is_op(value: object) -> bool:
@@ -495,9 +520,17 @@ class _Walker:
         ctx = getattr(top, "ctx", None)
         if steps and isinstance(ctx, (ast.Store, ast.Del)):
             return self._store(top, values, ctx, line)
+        parent = self.parents.get(id(top))
+        value = values[0][1]
+        if (self.follow_bodies and not steps and _is_user_code(value)
+                and not (isinstance(parent, ast.Call) and parent.func is top)):
+            # Called code that hands out a function (returns it, stores it) lets whoever
+            # gets it call it later: what that function does counts here.
+            used = self.analysis.called_code_uses_state(value)
+            if used is not None:
+                return Change(line, f"uses {name}, which {used}")
         if not held:
             return None
-        parent = self.parents.get(id(top))
         called = ((isinstance(parent, ast.Call) and parent.func is top)
                   or (isinstance(parent, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
                       and any(d is top for d in parent.decorator_list)))
@@ -570,8 +603,10 @@ class _Walker:
             if self.graph_block:
                 return None  # adds a node to the graph being built; runs nothing
             return self._called(node, value)
-        if value is _MISSING or _is_operonx(value):
-            return self._callbacks(node) if value is _MISSING else None
+        if value is _MISSING:
+            return self._unknown_callee(node) or self._callbacks(node)
+        if _is_operonx(value):
+            return None
         if self.state.holds(value) and is_data(value):
             return Change(line, f"calls {_text(node.func)}(), an object the ops use")
         is_method = isinstance(value, types.MethodType | types.BuiltinMethodType)
@@ -591,6 +626,29 @@ class _Walker:
             return None
         return Change(self._line(node), f"calls {_text(node.func)}(), which {used}")
 
+    def _unknown_callee(self, node: ast.Call) -> Change | None:
+        """``fns[i](x)``, ``(a or b)(x)``: any function the callee expression can reach may
+        be the one called — a function it names, or one held in a container it names."""
+        line = self._line(node)
+        for name in ast.walk(node.func):
+            if not isinstance(name, ast.Name) or not _is_global(name.id, self.frames):
+                continue
+            value = self._global_value(name.id)
+            if self.state.holds(value):
+                return Change(line, f"calls {_text(node.func)}(), reached from {name.id}, "
+                                    "which the ops use")
+            candidates = [value]
+            if isinstance(value, _CONTAINERS):
+                items = dict.values(value) if isinstance(value, dict) else _items(value)
+                candidates = list(itertools.islice(items, 10_000))
+            for candidate in candidates:
+                if (_is_op(candidate) and not self.graph_block) or _is_user_code(candidate):
+                    used = self.analysis.called_code_uses_state(candidate)
+                    if used is not None:
+                        return Change(line, f"calls {_text(node.func)}(), which may be "
+                                            f"{_text_of(candidate)}, which {used}")
+        return None
+
     def _callbacks(self, node: ast.Call) -> Change | None:
         """A call we cannot see into may call the user's code it is given."""
         for arg in [*node.args, *(k.value for k in node.keywords)]:
@@ -601,7 +659,7 @@ class _Walker:
                     return found
                 continue
             value = self._value(inner)
-            if _is_op(value) or _is_user_code(value):
+            if (_is_op(value) and not self.graph_block) or _is_user_code(value):
                 used = self.analysis.called_code_uses_state(value)
                 if used is not None:
                     return Change(self._line(node), f"passes {_text(inner)} to "
@@ -657,12 +715,8 @@ class _Walker:
             if isinstance(parent, ast.Attribute) and parent.value is current:
                 value = inspect.getattr_static(value, parent.attr, _MISSING)
             elif (isinstance(parent, ast.Subscript) and parent.value is current
-                  and type(value) in (dict, list, tuple)
                   and isinstance(parent.slice, ast.Constant)):
-                try:
-                    value = value[parent.slice.value]  # type: ignore[index]
-                except (KeyError, IndexError, TypeError):
-                    value = _MISSING
+                value = _constant_item(value, parent.slice.value)
             else:
                 break
             current = parent
@@ -675,7 +729,7 @@ class _Walker:
         return getattr(builtins, name, _MISSING)
 
     def _value(self, expr: ast.AST) -> object:
-        """The value of a plain ``name`` or ``name.attr...`` expression, when global."""
+        """The value of ``name``, ``name.attr...`` or ``name["key"]``, when global."""
         if isinstance(expr, ast.Name):
             return self._global_value(expr.id) if _is_global(expr.id, self.frames) else _MISSING
         if isinstance(expr, ast.Attribute):
@@ -683,6 +737,9 @@ class _Walker:
             if owner is _MISSING:
                 return _MISSING
             return _unwrap_descriptor(inspect.getattr_static(owner, expr.attr, _MISSING))
+        if isinstance(expr, ast.Subscript) and isinstance(expr.slice, ast.Constant):
+            owner = self._value(expr.value)
+            return _constant_item(owner, expr.slice.value)
         return _MISSING
 
     def _builtin_name(self, func: ast.AST) -> str | None:
@@ -733,6 +790,20 @@ def imports_at_run_time(sources: Iterable[str]) -> bool:
             if isinstance(node, ast.Attribute) and node.attr == "import_module":
                 return True
     return False
+
+
+def _constant_item(owner: object, key: object) -> object:
+    """``owner[key]`` for a plain dict, list or tuple (no user ``__getitem__`` runs)."""
+    if type(owner) not in (dict, list, tuple):
+        return _MISSING
+    try:
+        return owner[key]  # type: ignore[index]
+    except (KeyError, IndexError, TypeError):
+        return _MISSING
+
+
+def _text_of(value: object) -> str:
+    return getattr(value, "__qualname__", None) or type(value).__name__
 
 
 def _unwrap_descriptor(value: object) -> object:

@@ -107,6 +107,45 @@ del REG["pos"]
     _agree(tmp_path, files, [{"key": k, "x": -5} for k in ("neg", "inc", "abs", "hooks", "pos")])
 
 
+def test_class6_registrars_reached_indirectly_are_followed(tmp_path: Path) -> None:
+    """The function that fills the registry is looked up in a dict, returned by a factory,
+    or picked by an expression: whatever the callee may be is followed."""
+    files = {"graph.py": _registry('''
+
+def _register(fn):
+    REG[fn.__name__] = fn
+    return fn
+
+
+def registrar():
+    return _register
+
+
+HANDLERS = {
+    "add": lambda name, fn: REG.setdefault(name, fn),
+}
+CHOICES = [_register]
+
+
+def double(x):
+    return 2 * x
+
+
+def triple(x):
+    return 3 * x
+
+
+def square(x):
+    return x * x
+
+
+HANDLERS["add"]("twice", double)
+registrar()(triple)
+CHOICES[len(REG) - 2](square)
+''')}
+    _agree(tmp_path, files, [{"key": k, "x": 3} for k in ("twice", "triple", "square")])
+
+
 def test_class6_module_level_loops_and_augmented_assignment_are_copied(tmp_path: Path) -> None:
     files = {"graph.py": _registry('''
 import functools
