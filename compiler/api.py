@@ -19,6 +19,9 @@ class CompileResult:
     graph_name: str
     source_path: str
     passes: tuple[PassReport, ...]
+    # The user's source files the compile read (the graph's own first): output must not
+    # be written over any of them.
+    sources: tuple[str, ...] = ()
 
 
 def _graph_ir(graph: Any) -> Any:
@@ -68,8 +71,10 @@ def compile_graph(graph: Any, *, source_path: str, graph_name: str,
         raise CompileError(f"internal compiler error ({type(exc).__name__}: {exc}); "
                            "please report it with this graph", source_path,
                            ir.loc.line, exit_code=EXIT_INTERNAL) from exc
+    sources = tuple(dict.fromkeys([os.path.abspath(source_path), ir.loc.file,
+                                   *extraction.sources]))
     return CompileResult(source=source, graph_name=graph_name, source_path=source_path,
-                         passes=tuple(reports))
+                         passes=tuple(reports), sources=sources)
 
 
 def _load(path: str, graph_name: str | None) -> tuple[str, Any]:

@@ -5,9 +5,11 @@ Every error a user can cause is one diagnostic on stderr,
 no traceback unless ``operonx --debug`` (or ``OPERONX_DEBUG=1``). Exit codes:
 
 * 0 success (``compile --check``: the output is fresh);
-* 1 an error in the user's graph, code or inputs' content (``--check``: stale);
-* 2 a usage error: bad flags, unreadable files, inputs that are not a JSON object;
-* 70 an internal error (a bug in operonx; ``--debug`` shows the traceback);
+* 1 an error in the user's graph, code or inputs' content (``--check``: stale), or
+  one the system reports (a full disk, out of memory, a permission);
+* 2 a usage error: bad flags, unreadable files, inputs that are not a JSON object
+  (or nested too deeply to read), an ``-o`` that must not be written;
+* 70 an internal error: a bug in operonx, and only that (``--debug`` shows the traceback);
 * 130 interrupted.
 
 ``run --trace`` and ``trace -o`` write atomically: the file appears complete or not at all.
@@ -24,12 +26,13 @@ import linecache
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import click
@@ -106,8 +109,7 @@ class OperonxGroup(click.Group):
             raise
         except BrokenPipeError:
             # The reader went away (`operonx run ... --stream | head`): stop quietly.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
+            silence_stdout()
             sys.exit(1)
         except KeyboardInterrupt:
             if debug:
@@ -124,6 +126,18 @@ class OperonxGroup(click.Group):
             if isinstance(err, GraphError):
                 _report(_error(err.message, err.file, err.line, hint=err.hint))
             _report(_error(str(err)))
+        except MemoryError:
+            if debug:
+                traceback.print_exc()
+            _report(_error("out of memory", hint="the graph, its inputs or its result do not "
+                           "fit in this machine's memory"))
+        except OSError as err:
+            # The system refused something (a full disk, a permission, a vanished file):
+            # the user's environment, not a bug in operonx.
+            if debug:
+                traceback.print_exc()
+            where = f" ({err.filename})" if err.filename else ""
+            _report(_error(f"{err.strerror or err}{where}"))
         except Exception as err:
             if debug:
                 traceback.print_exc()
@@ -162,11 +176,62 @@ def _file_mode(path: str) -> int:
     return 0o666 & ~umask
 
 
-def write_atomic(path: str, data: bytes) -> None:
+_FILE_KINDS = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"))
+
+
+def check_output(path: str, protected: Iterable[str] = ()) -> None:
+    """Refuse an ``-o`` target that writing would damage (a usage error, exit 2).
+
+    ``path`` may be a new name or an existing regular file; never a directory, a
+    device, a FIFO or a socket (replacing ``/dev/null`` with a file as root would
+    break the system), never a symbolic link (operonx writes what it is asked to,
+    not what a link happens to point to), and never one of the ``protected`` files
+    (the graph's source and the modules the compile read), however it is spelled.
+    """
+    shown = path  # as the user typed it; the location in front is normalised
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise _error(f"-o {shown}: cannot inspect it: {err.strerror}", path,
+                     exit_code=2) from err
+    if stat.S_ISLNK(info.st_mode):
+        target = os.readlink(path)
+        raise _error(f"-o {shown} is a symbolic link (to {target}); operonx does not write "
+                     "through links or replace them", path,
+                     hint="name the file itself, or remove the link first", exit_code=2)
+    if stat.S_ISDIR(info.st_mode):
+        raise _error(f"-o {shown} is a directory", path,
+                     hint=f"name a file inside it, e.g. -o {os.path.join(shown, 'out.py')}",
+                     exit_code=2)
+    for is_kind, kind in _FILE_KINDS:
+        if is_kind(info.st_mode):
+            raise _error(f"-o {shown} is {kind}, not a regular file; operonx writes only "
+                         "regular files", path, hint="name a regular file", exit_code=2)
+    for index, source in enumerate(protected):
+        with contextlib.suppress(OSError):
+            if os.path.samefile(path, source):
+                what = ("the graph's own source" if index == 0
+                        else "a source file this command read (the graph's ops come from it)")
+                raise _error(f"-o {shown} is {what}; writing there would destroy it", path,
+                             hint="write the output to a new file, e.g. -o "
+                                  f"{_sibling_name(shown)}", exit_code=2)
+
+
+def _sibling_name(path: str) -> str:
+    root, ext = os.path.splitext(path)
+    return f"{root}_compiled{ext or '.py'}"
+
+
+def write_atomic(path: str, data: bytes, protected: Iterable[str] = ()) -> None:
     """Write through a temporary file in the same directory, then ``os.replace``.
 
-    On any failure ``path`` is left as it was and no temporary file remains.
+    The target is checked first (:func:`check_output`). On any failure ``path`` is
+    left as it was and no temporary file remains.
     """
+    check_output(path, protected)
     directory = os.path.dirname(os.path.abspath(path))
     try:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",
@@ -188,14 +253,39 @@ def write_atomic(path: str, data: bytes) -> None:
         raise
 
 
-def _emit(data: str | bytes, output: str | None) -> None:
+def _emit(data: str | bytes, output: str | None, protected: Iterable[str] = ()) -> None:
     payload = data.encode() if isinstance(data, str) else data
     if output is None or output == "-":
-        stream = sys.stdout.buffer
-        stream.write(payload)
-        stream.flush()
+        with _writing_stdout():
+            stream = sys.stdout.buffer
+            stream.write(payload)
+            stream.flush()
     else:
-        write_atomic(output, payload)
+        write_atomic(output, payload, protected)
+
+
+def write_stdout(text: str) -> None:
+    """Write and flush now, so that a full disk is reported here and not at exit."""
+    with _writing_stdout():
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
+@contextlib.contextmanager
+def _writing_stdout() -> Iterator[None]:
+    try:
+        yield
+    except BrokenPipeError:
+        raise  # the reader went away: OperonxGroup stops quietly
+    except OSError as err:
+        silence_stdout()
+        raise _error(f"cannot write the output: {err.strerror or err}") from err
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null: what is still buffered must not fail again at exit."""
+    with contextlib.suppress(OSError, ValueError):  # no real fd under CliRunner
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def read_inputs(value: str | None) -> dict[str, Any]:
@@ -217,6 +307,9 @@ def read_inputs(value: str | None) -> dict[str, Any]:
             raise _error(f"cannot read inputs: {reason}", where, exit_code=2) from err
     try:
         inputs = json.loads(text)
+    except RecursionError as err:
+        raise _error("inputs are nested too deeply to read", where, exit_code=2,
+                     hint="flatten the JSON (Python's parser stops near 1000 levels)") from err
     except json.JSONDecodeError as err:
         raise _error(f"invalid JSON in inputs: {err.msg}", where, err.lineno, err.colno,
                      hint='inputs are a JSON object, e.g. --inputs \'{"numbers": [1, 2]}\'',
@@ -241,7 +334,35 @@ def _json_default(value: object) -> object:
 
 
 def to_json(value: object, indent: int | None = None) -> str:
-    return json.dumps(value, default=_json_default, ensure_ascii=False, indent=indent)
+    """JSON text; NaN and infinities (which JSON cannot spell) as the strings "NaN",
+    "Infinity" and "-Infinity" — as a compiled module's ``main()`` prints them.
+
+    Raises ``CompileError`` (exit 1) for a value JSON cannot hold (too deeply nested,
+    circular).
+    """
+    try:
+        try:
+            return json.dumps(value, default=_json_default, ensure_ascii=False, indent=indent,
+                              allow_nan=False)
+        except ValueError:  # a NaN or an infinity somewhere (or a cycle: raised again below)
+            return json.dumps(finite(value), default=_json_default, ensure_ascii=False,
+                              indent=indent, allow_nan=False)
+    except (RecursionError, TypeError, ValueError) as err:  # deep, circular, odd keys
+        reason = "it is nested too deeply" if isinstance(err, RecursionError) else err
+        raise _error(f"the result cannot be written as JSON: {reason}") from err
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every non-finite float spelled as a string."""
+    if isinstance(value, float) and value - value != 0.0:  # NaN, or an infinity
+        return "NaN" if value != value else "Infinity" if value > 0 else "-Infinity"
+    if isinstance(value, dict):
+        return {finite(k): finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return [finite(v) for v in sorted(value, key=repr)]
+    return value
 
 
 def frame_to_json(frame: Frame) -> str:
@@ -345,8 +466,10 @@ def _run_stream(graph_op: GraphOp, inputs: dict[str, Any], label: str,
     async def consume() -> None:
         async for frame in Engine(graph_op, tracers=tracers).stream(inputs=inputs):
             progress.update(frame)
-            out.write(frame_to_json(frame) + "\n")
-            out.flush()
+            line = frame_to_json(frame) + "\n"
+            with _writing_stdout():
+                out.write(line)
+                out.flush()
 
     try:
         _event_loop_run(consume)
@@ -443,6 +566,8 @@ def compile_command(source: str, output: str, graph_name: str | None, opt_level:
     """Compile GRAPH_PY into one standalone, typed module."""
     from compiler import compile_file, is_stale
 
+    if not check:
+        check_output(output, (source,))  # fail fast; the modules it reads are checked after
     result = compile_file(source, graph_name=graph_name, opt_level=opt_level)
     if check:
         if is_stale(output, result):
@@ -450,7 +575,7 @@ def compile_command(source: str, output: str, graph_name: str | None, opt_level:
             raise _error(f"{output} {state}", output,
                          hint=f"regenerate it: operonx compile {source} -o {output}")
         return
-    write_atomic(output, result.source.encode())
+    write_atomic(output, result.source.encode(), result.sources or (source,))
 
 
 @cli.command()
@@ -479,12 +604,30 @@ def graph(source: str, graph_name: str | None, fmt: str, output: str | None) -> 
     if fmt == "png" and output in (None, "-") and sys.stdout.isatty():
         raise click.UsageError("refusing to write PNG to a terminal; pass -o FILE")
     _, graph_op = _load(source, graph_name)
+    protected = graph_sources(source, graph_op.ir)
     if fmt == "mermaid":
-        _emit(to_mermaid(graph_op.ir), output)
+        _emit(to_mermaid(graph_op.ir), output, protected)
     elif fmt == "dot":
-        _emit(to_dot(graph_op.ir), output)
+        _emit(to_dot(graph_op.ir), output, protected)
     else:
-        _emit(render_image(to_dot(graph_op.ir), fmt), output)
+        _emit(render_image(to_dot(graph_op.ir), fmt), output, protected)
+
+
+def graph_sources(source: str, graph: Graph) -> list[str]:
+    """``source``, then the file of every op the graph (and its bodies) runs."""
+    import inspect
+
+    files = [os.path.abspath(source), graph.loc.file]
+    scopes = [graph]
+    while scopes:
+        scope = scopes.pop()
+        for node in scope.nodes.values():
+            if node.op is not None:
+                with contextlib.suppress(TypeError):
+                    files.append(inspect.getsourcefile(node.op.fn) or "")
+            if node.body is not None:
+                scopes.append(node.body)
+    return [f for f in dict.fromkeys(files) if f]
 
 
 def render_image(dot_text: str, fmt: str) -> bytes:
@@ -514,6 +657,7 @@ def render_image(dot_text: str, fmt: str) -> bytes:
 def run(source: str, graph_name: str | None, inputs_arg: str | None, stream: bool,
         trace_path: str | None) -> None:
     """Run GRAPH_PY through the Engine; print the result as JSON."""
+    from compiler.errors import CompileError
     from operonx.core import Engine
     from operonx.errors import GraphError, OperonxError
 
@@ -524,9 +668,10 @@ def run(source: str, graph_name: str | None, inputs_arg: str | None, stream: boo
             if stream:
                 _run_stream(graph_op, inputs, f"operonx run {name}", tracers)
             else:
-                click.echo(to_json(Engine(graph_op, tracers=tracers).run_sync(inputs=inputs)))
-        except GraphError:
-            raise
+                result = Engine(graph_op, tracers=tracers).run_sync(inputs=inputs)
+                write_stdout(to_json(result) + "\n")
+        except (GraphError, CompileError):
+            raise  # already a diagnostic (a result that cannot be written, say)
         except OperonxError as err:
             raise _run_error(err, graph_op.ir) from err
 

@@ -4,4 +4,5 @@
 * :mod:`.extract` -- ``extract(graph) -> Extraction`` (imports + code blocks);
 * :mod:`.types` -- annotation text: ``param_type``, ``output_types``, ``return_annotation``;
 * :mod:`.modinfo` / :mod:`.transform` -- source analysis and the libcst edits ``extract`` makes.
+* :mod:`.effects` -- which module-level statements change state the copied code uses.
 """

@@ -7,6 +7,10 @@ statement those copies read: helpers, classes, constants, and imports (which
 become import lines of the generated module). It works on *statements*, not
 values: the generated module re-executes the user's definitions in their
 original order, so what a constant means cannot drift from what the user wrote.
+Statements that bind nothing the copies read but change what they use
+(``REG["k"] = f``, ``@register`` on a def, a ``for`` loop filling a table) are
+found by :mod:`.effects` and copied too, or refused with their location; an
+``if __name__ == "__main__":`` block never is.
 
 Names live in one namespace, the generated module's: two different things
 called ``clean`` in two files become ``clean`` and ``clean_2`` (first come,
@@ -18,18 +22,20 @@ are never taken, so copied code cannot shadow them.
 from __future__ import annotations
 
 import ast
+import contextlib
 import inspect
 import keyword
+import os
 import sys
 import types
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import libcst as cst
 
 from compiler.errors import CompileError
-from compiler.frontend import transform
+from compiler.frontend import effects, transform
 from compiler.frontend.load import is_user_file
 from compiler.frontend.modinfo import (
     BUILTIN_NAMES,
@@ -41,6 +47,7 @@ from compiler.frontend.modinfo import (
 )
 from compiler.frontend.types import return_annotation
 from operonx.core import dsl
+from operonx.errors import GraphError
 from operonx.ir.model import Graph, OpDef, SourceLoc, UntilExpr
 
 
@@ -61,6 +68,9 @@ class Extraction:
     # Per function: module-level names as written in its module -> generated name,
     # for the ones that differ (use with compiler.frontend.types' ``renames=``).
     renames: Mapping[Callable[..., Any], Mapping[str, str]] = field(default_factory=dict)
+    # Every user source file read (copied from, or checked for state changes): the CLI
+    # refuses to write its output over any of them.
+    sources: tuple[str, ...] = ()
 
 
 # Names the code generator defines in every module: copied code must not take them.
@@ -141,6 +151,9 @@ class _Extractor:
         self.copied: dict[tuple[str, int], CodeBlock | None] = {}  # None while being copied
         self.op_returns: dict[tuple[str, int], str] = {}
         self.module_edges: dict[str, list[str]] = {}
+        # Per scanned file: (line, file) of each top-level import of a user module.
+        self.user_imports: dict[str, list[tuple[int, str]]] = {}
+        self.state_changes: set[tuple[str, int]] = set()  # slots copied by effects
         self.function_names: dict[Callable[..., Any], str] = {}
         self.renames: dict[Callable[..., Any], dict[str, str]] = {}
         self.suffix: dict[str, int] = {}  # desired name -> next ``_N`` to try (see _name)
@@ -167,8 +180,10 @@ class _Extractor:
                     ("def", info.file, target.fn.__name__), target.fn.__name__)
                 self._copy(info, statement)
             self.renames[target.fn] = self._module_renames(info)
+        self._copy_state_changes(graph)
+        self._check_import_order()
         return Extraction(self._import_lines(), self._ordered_blocks(),
-                          dict(self.function_names), self.renames)
+                          dict(self.function_names), self.renames, tuple(self.infos))
 
     def _locate(self, target: _Target) -> tuple[ModuleInfo, Statement | None]:
         """The module and top-level ``def`` of a target (None: an ``until`` lambda)."""
@@ -288,6 +303,11 @@ class _Extractor:
                 "be seen by graph.py", info.file, statement.line,
                 "return the value as an output (or keep state in a loop) instead")
         renames = {k: v for k, v in own.items() if k != v}
+        for name in sorted(use.reads & set(own)):
+            # ``COUNT += 1`` reads the COUNT an earlier statement bound: copy that one too.
+            for other in info.bindings.get(name, ()):
+                if other.index != statement.index:
+                    self._copy(info, other)
         for name in sorted(use.reads - set(own)):
             generated = self._resolve(info, name, statement)
             if generated is not None and generated != name:
@@ -357,6 +377,156 @@ class _Extractor:
         other = self._info(user_file, imported.module)
         self.module_edges.setdefault(info.file, []).append(other.file)
         return self._resolve(other, imported.attr, _first_use(other, imported.attr, user))
+
+    # ---------------------------------------------------- state changed elsewhere
+
+    def _copy_state_changes(self, graph: Graph) -> None:
+        """Copy the top-level statements that change what the copied code uses.
+
+        ``REG["k"] = f``, ``REG.update(...)``, ``@register def f`` bind nothing the ops
+        read, so following names never reaches them (see :mod:`.effects`). Repeated
+        until nothing more changes, since each copy brings state of its own.
+        """
+        while True:
+            blocks = [block.source for block in self.copied.values() if block is not None]
+            analysis = effects.Analysis(effects.State(self._state_roots()),
+                                        effects.imports_at_run_time(blocks),
+                                        self._copied_names())
+            found = [(info, statement, change) for info in self._scanned_modules(graph)
+                     for statement, change in self._changes_in(info, analysis)]
+            if not found:
+                return
+            for info, statement, change in found:
+                self._copy_change(info, statement, change)
+
+    def _changes_in(self, info: ModuleInfo,
+                    analysis: effects.Analysis) -> Iterator[tuple[Statement, effects.Change]]:
+        namespace = vars(sys.modules[info.module_name])
+        for statement in info.statements:
+            if (info.file, statement.index) in self.copied or statement.main_guard:
+                continue
+            try:
+                change = analysis.statement_change(info, statement, namespace)
+            except effects.Undecidable as undecidable:
+                raise _refuse(
+                    f"cannot tell whether this statement changes names the compiled ops use: "
+                    f"it {undecidable.what}", info.file, undecidable.line or statement.line,
+                    "build the values the ops use with plain module-level statements") from None
+            if change is not None:
+                yield statement, change
+
+    def _copy_change(self, info: ModuleInfo, statement: Statement,
+                     change: effects.Change) -> None:
+        self.state_changes.add((info.file, statement.index))
+        try:
+            self._copy(info, statement)
+        except CompileError as err:
+            raise _refuse(
+                f"this statement {change.what}, changing state the compiled ops use, so the "
+                f"compiled module must run it too, but it cannot be copied: {err.message}",
+                info.file, change.line or statement.line,
+                "write it so that it can be copied (at module level, outside the graph's "
+                "`with` block, without operonx), or keep it away from what the ops use"
+            ) from err
+
+    def _check_import_order(self) -> None:
+        """Refuse what the copy cannot order as the user's modules ran it.
+
+        The compiled module runs each file's copies as one block, after the blocks of
+        the files it imports; Python ran the importer's statements *above* an import
+        before the imported module. That difference shows only when the imported side
+        changes state (a registration: it may overwrite, or be seen by, what runs
+        before it) and the importer has copied code above the import that runs at
+        import time (anything but a plain ``def``). Then it is refused, at the import.
+        """
+        changes: dict[str, bool] = {}
+
+        def changes_state(file: str, trail: frozenset[str]) -> bool:
+            if file not in changes:
+                changes[file] = any(f == file for f, _ in self.state_changes) or any(
+                    other not in trail and changes_state(other, trail | {file})
+                    for _, other in self.user_imports.get(file, []))
+            return changes[file]
+
+        for file, imports in self.user_imports.items():
+            info = self.infos[file]
+            runs = sorted(info.statements[i].line for (f, i), block in self.copied.items()
+                          if f == file and block is not None and i >= 0
+                          and self._runs_at_import(info, info.statements[i]))
+            for line, other in imports:
+                if runs and runs[0] < line and changes_state(other, frozenset({file})):
+                    raise _refuse(
+                        f"this import of {_short(other)} comes after line {runs[0]}, which "
+                        f"the compiled module copies; {_short(other)} changes state, and the "
+                        f"compiled module runs its copies before all of {_short(file)}'s, so "
+                        "the two could run in another order than here", file, line,
+                        f"move the import above line {runs[0]}")
+
+    def _runs_at_import(self, info: ModuleInfo, statement: Statement) -> bool:
+        """Anything but a plain ``def`` (``@op`` aside) runs code when the module does."""
+        node = transform.strip_decorators(statement.node, lambda d: self._is_op(d, info))
+        return not (isinstance(node, cst.FunctionDef) and not node.decorators)
+
+    def _copied_names(self) -> dict[str, set[str]]:
+        names: dict[str, set[str]] = {}
+        for (file, index), block in self.copied.items():
+            if block is not None and index >= 0:
+                names.setdefault(file, set()).update(self.infos[file].statements[index].binds)
+        return names
+
+    def _state_roots(self) -> Iterator[object]:
+        """The values of every name the copied code uses: copied statements' and imports'."""
+        for (file, index), block in self.copied.items():
+            if block is None or index < 0:
+                continue
+            info = self.infos[file]
+            namespace = vars(sys.modules[info.module_name])
+            for name in info.statements[index].binds:
+                if name in namespace:
+                    yield namespace[name]
+        for imported in self.imports.values():
+            if imported is None:
+                continue
+            if imported.attr is None:
+                yield sys.modules.get(imported.root_module if imported.bound ==
+                                      imported.root_module else imported.module)
+                continue
+            module = sys.modules.get(imported.module)
+            yield getattr(module, imported.attr, None)
+
+    def _scanned_modules(self, graph: Graph) -> list[ModuleInfo]:
+        """The graph's own module, every module copied from, and the user's modules they
+        import (a plugin module imported for its registrations, say)."""
+        pending = list(self.infos.values())
+        own = _graph_module(graph)
+        if own is not None:
+            pending.insert(0, self._info(*own))
+        seen: dict[str, ModuleInfo] = {}
+        while pending:
+            info = pending.pop(0)
+            if info.file in seen:
+                continue
+            seen[info.file] = info
+            imported_files: list[str] = []
+            for statement in info.statements:
+                for imported in statement.imports:
+                    names = [imported.module]
+                    if imported.attr is not None:
+                        names.append(f"{imported.module}.{imported.attr}")
+                    for name in names:
+                        file = _user_module_file(name)
+                        if file is None or file == info.file:
+                            continue
+                        imported_files.append(file)
+                        self.user_imports.setdefault(info.file, []).append(
+                            (statement.line, file))
+                        if file not in seen:
+                            pending.append(self._info(file, name))
+            # An imported module's code ran before the importer's, in import order: so do
+            # its copies (_file_order visits a file's edges in this order).
+            edges = self.module_edges.setdefault(info.file, [])
+            edges[:] = list(dict.fromkeys([*imported_files, *edges]))
+        return list(seen.values())
 
     def _is_op(self, decorator: cst.Decorator, info: ModuleInfo) -> bool:
         """Is this decorator ``operonx``'s ``op``, however it was imported?"""
@@ -466,7 +636,9 @@ def _statement_what(statement: Statement) -> str:
         return f"function {node.name.value!r}"
     if isinstance(node, cst.ClassDef):
         return f"class {node.name.value!r}"
-    return f"the statement defining {', '.join(statement.binds) or 'nothing'}"
+    if not statement.binds:
+        return "this statement"
+    return f"the statement defining {', '.join(statement.binds)}"
 
 
 def _short(file: str) -> str:
@@ -507,6 +679,21 @@ def _find_lambda(info: ModuleInfo, fn: Callable[..., Any], what: str) -> cst.Lam
                            code.co_firstlineno,
                            "use an until string or a named function: until=my_predicate")
     return candidates[0]
+
+
+def _graph_module(graph: Graph) -> tuple[str, str] | None:
+    """(file, module name) of the module that binds ``graph`` at its top level, if any."""
+    file = os.path.abspath(graph.loc.file)
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if path is None or os.path.abspath(path) != file:
+            continue
+        for value in list(vars(module).values()):
+            if isinstance(value, dsl.GraphOp) and not value.is_nested:
+                with contextlib.suppress(GraphError):
+                    if value.ir is graph:
+                        return file, name
+    return None
 
 
 def _user_module_file(module: str) -> str | None:

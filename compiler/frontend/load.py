@@ -96,7 +96,11 @@ def _on_sys_path(directory: str) -> Iterator[None]:
 
 
 def _forget_project_modules(project_dir: str) -> None:
-    """Drop cached sibling modules so that a second load sees their current source."""
+    """Drop cached sibling modules so that a second load sees their current source.
+
+    Also a user module of the same name from another directory (an earlier load of
+    another project in this process): ``import ops`` must find this project's ops.py.
+    """
     for name, module in list(sys.modules.items()):
         if name.split(".")[0] in _PROTECTED_PACKAGES:
             continue
@@ -106,7 +110,8 @@ def _forget_project_modules(project_dir: str) -> None:
         relative = os.path.join(*name.split("."))
         candidates = (os.path.join(project_dir, relative + ".py"),
                       os.path.join(project_dir, relative, "__init__.py"))
-        if os.path.abspath(file) in candidates:
+        if os.path.abspath(file) in candidates or (
+                is_user_file(file) and any(os.path.exists(c) for c in candidates)):
             del sys.modules[name]
 
 

@@ -44,6 +44,9 @@ class Statement:
     line: int  # first line, decorators included, comments above excluded
     binds: tuple[str, ...]
     imports: tuple[ImportedName, ...] = ()  # set when the statement is an import
+    # ``if __name__ == "__main__":`` does not run when the module is imported (as
+    # ``operonx`` imports graph.py): it binds nothing the ops can see, and is never copied.
+    main_guard: bool = False
 
     @property
     def is_import(self) -> bool:
@@ -86,14 +89,34 @@ def module_info(file: str, module_name: str, package: str | None) -> ModuleInfo:
         line = _first_line(node, positions)
         imports, star = _imports_of(node, package)
         stars.extend(star)
-        statement = Statement(index, node, line, _bound_names(tree.code_for_node(node)),
-                              tuple(imports))
+        code = tree.code_for_node(node)
+        statement = Statement(index, node, line, _bound_names(code), tuple(imports),
+                              main_guard=isinstance(node, cst.If) and _is_main_guard_code(code))
         statements.append(statement)
+        if statement.main_guard:
+            continue
         for name in statement.binds:
             bindings.setdefault(name, []).append(statement)
     lambdas = tuple((positions[n].start.line, n) for n in positions if isinstance(n, cst.Lambda))
     return ModuleInfo(file, module_name, tree, tuple(statements),
                       {k: tuple(v) for k, v in bindings.items()}, tuple(stars), lambdas)
+
+
+def is_main_guard(node: ast.stmt) -> bool:
+    """``if __name__ == "__main__":`` (either order of the comparison)."""
+    if not isinstance(node, ast.If) or not isinstance(node.test, ast.Compare):
+        return False
+    test = node.test
+    if len(test.ops) != 1 or not isinstance(test.ops[0], ast.Eq):
+        return False
+    sides = [test.left, test.comparators[0]]
+    return (any(isinstance(s, ast.Name) and s.id == "__name__" for s in sides)
+            and any(isinstance(s, ast.Constant) and s.value == "__main__" for s in sides))
+
+
+def _is_main_guard_code(code: str) -> bool:
+    body = ast.parse(code).body
+    return len(body) == 1 and is_main_guard(body[0])
 
 
 def _first_line(node: cst.CSTNode, positions: Mapping[cst.CSTNode, CodeRange]) -> int:

@@ -165,9 +165,16 @@ def _helper_return(node: cst.FunctionDef) -> str:
     assert isinstance(tree, (ast.FunctionDef, ast.AsyncFunctionDef))
     own = own_nodes(tree, ast.AST)
     is_async = isinstance(tree, ast.AsyncFunctionDef)
-    if any(isinstance(n, (ast.Yield, ast.YieldFrom)) for n in own):
-        return "AsyncIterator[Any]" if is_async else "Iterator[Any]"
     returns = [n for n in own if isinstance(n, ast.Return)]
+    if any(isinstance(n, (ast.Yield, ast.YieldFrom)) for n in own):
+        # ``Iterator`` types a ``yield`` expression's value as None and allows no
+        # ``return value``: state it only when the generator uses neither.
+        statements = {id(n.value) for n in own if isinstance(n, ast.Expr)}
+        plain = all(isinstance(n, ast.Yield) and id(n) in statements
+                    for n in own if isinstance(n, (ast.Yield, ast.YieldFrom)))
+        if not plain or any(r.value is not None for r in returns):
+            return ANY
+        return "AsyncIterator[Any]" if is_async else "Iterator[Any]"
     if all(r.value is None or (isinstance(r.value, ast.Constant) and r.value.value is None)
            for r in returns):
         return "None"

@@ -85,41 +85,67 @@ def _rename(text: str, renames: Mapping[str, str] | None) -> str:
 
 
 def return_annotation(op: OpDef, renames: Mapping[str, str] | None = None) -> str:
-    """The copied function's return annotation: the user's, or one synthesized for its kind."""
+    """The copied function's return annotation: the user's, or one synthesized for its kind.
+
+    A synthesized annotation states only what the function's source proves (see
+    :func:`_plain_return` and :func:`_stream_return`); where it proves nothing the
+    answer is ``Any``, which ``mypy --strict`` accepts for any body.
+    """
     if op.return_annotation is not None:
         return _rename(explicit_generics(op.return_annotation), renames)
-    if op.kind is OpKind.GEN:
-        return "Iterator[dict[str, Any]]"
-    if op.kind is OpKind.ASYNCGEN:
-        return "AsyncIterator[dict[str, Any]]"
-    return _plain_return(introspect.function_ast(op.fn))
+    tree = introspect.function_ast(op.fn)
+    if op.kind.is_generator:
+        return _stream_return(tree, is_async=op.kind is OpKind.ASYNCGEN)
+    return _plain_return(tree)
 
 
 def _plain_return(tree: ast.FunctionDef | ast.AsyncFunctionDef | None) -> str:
-    """``None`` for a function that returns nothing, else a dict (or None on some paths)."""
+    """``None`` for a function that returns nothing; a dict type when every returned
+    value is a dict literal with constant string keys and control cannot fall off
+    the end (``| None`` when some ``return`` gives None); else ``Any``."""
     if tree is None:
-        return "dict[str, Any] | None"
+        return ANY
     values = [r.value for r in own_nodes(tree, ast.Return) if isinstance(r, ast.Return)]
-    returns_value = [v for v in values if not _is_none(v)]
+    returns_value = [v for v in values if v is not None and not _is_none(v)]
     if not returns_value:
         return "None"
-    may_return_none = len(returns_value) < len(values) or not _ends_with_exit(tree.body)
-    return "dict[str, Any] | None" if may_return_none else "dict[str, Any]"
+    if not all(_is_str_keyed_dict(v) for v in returns_value):
+        return ANY  # a list, a call, a spread, a computed key: nothing to state
+    if not introspect.always_exits(tree.body):
+        # It may fall off its end, which mypy reports for any return type but None and
+        # Any ("Missing return statement"): there is no dict type to state.
+        return ANY
+    return "dict[str, Any] | None" if len(returns_value) < len(values) else "dict[str, Any]"
+
+
+def _stream_return(tree: ast.FunctionDef | ast.AsyncFunctionDef | None, is_async: bool) -> str:
+    """``Iterator[dict[str, Any]]`` (or ``AsyncIterator``) when every ``yield`` is a
+    statement yielding a dict literal with constant string keys and no ``return``
+    carries a value; else ``Any``.
+
+    ``x = yield ...`` (send) or ``return value`` need ``Generator``'s other
+    parameters, and a yielded non-dict contradicts ``dict``: ``Any`` states neither.
+    """
+    if tree is None:
+        return ANY
+    own = own_nodes(tree, ast.AST)
+    yields = [n for n in own if isinstance(n, (ast.Yield, ast.YieldFrom))]
+    statements = {id(n.value) for n in own if isinstance(n, ast.Expr)}
+    plain = all(isinstance(y, ast.Yield) and id(y) in statements
+                and y.value is not None and _is_str_keyed_dict(y.value) for y in yields)
+    returns_value = any(isinstance(n, ast.Return) and not _is_none(n.value) for n in own)
+    if not plain or returns_value:
+        return ANY
+    return "AsyncIterator[dict[str, Any]]" if is_async else "Iterator[dict[str, Any]]"
+
+
+def _is_str_keyed_dict(value: ast.expr | None) -> bool:
+    return isinstance(value, ast.Dict) and all(
+        isinstance(k, ast.Constant) and isinstance(k.value, str) for k in value.keys)
 
 
 def _is_none(value: ast.expr | None) -> bool:
     return value is None or (isinstance(value, ast.Constant) and value.value is None)
-
-
-def _ends_with_exit(body: list[ast.stmt]) -> bool:
-    """Conservatively: does control never fall off the end of ``body``?"""
-    last = body[-1]
-    if isinstance(last, (ast.Return, ast.Raise)):
-        return True
-    if isinstance(last, ast.If):
-        return bool(last.orelse) and _ends_with_exit(last.body) and _ends_with_exit(last.orelse)
-    return isinstance(last, ast.While) and isinstance(last.test, ast.Constant) and bool(
-        last.test.value) and not any(isinstance(n, ast.Break) for n in ast.walk(last))
 
 
 def own_nodes(tree: ast.AST, kind: type[ast.AST]) -> list[ast.AST]:
@@ -228,11 +254,16 @@ def _inferred_output_types(op: OpDef) -> dict[str, str]:
         return {}
     params = {p.name: explicit_generics(p.annotation) for p in op.params if p.annotation}
     kind: type[ast.AST] = ast.Yield if op.kind.is_generator else ast.Return
+    if own_nodes(tree, ast.YieldFrom):
+        return {}  # the sub-generator's dicts are not in this source
     found: dict[str, set[str]] = {}
     for node in own_nodes(tree, kind):
         value = getattr(node, "value", None)
-        if not isinstance(value, ast.Dict):
+        if _is_none(value):
             continue
+        if not _is_str_keyed_dict(value):
+            return {}  # a spread, a call, a variable: any key may come with any type
+        assert isinstance(value, ast.Dict)
         for key, item in zip(value.keys, value.values, strict=True):
             if isinstance(key, ast.Constant) and isinstance(key.value, str):
                 found.setdefault(key.value, set()).add(_infer(item, params) or ANY)

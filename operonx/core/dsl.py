@@ -385,7 +385,7 @@ class Op:
             outputs=tuple(outputs) if outputs is not None else static,
             outputs_declared=outputs is not None, max_concurrent=max_concurrent, bound=bound,
             fuse=fuse, loc=loc, return_annotation=introspect.return_annotation(tree),
-            proven_outputs=introspect.proven_outputs(tree, kind),
+            proven_outputs=introspect.proven_outputs(tree, kind, fn),
             timeout=policies.timeout, retry=policies.retry, cache=policies.cache,
         )
         self.fn = fn

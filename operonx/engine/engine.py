@@ -105,6 +105,10 @@ class Engine:
     # -- inputs
 
     def _check_inputs(self, inputs: Mapping[str, Any] | None) -> dict[str, Any]:
+        if inputs is not None and not isinstance(inputs, Mapping):
+            # dict() would accept a list of pairs and fail obscurely on the rest.
+            raise InputError(f"graph {self.graph.name!r}: inputs must be a mapping of input "
+                             f"names to values (a dict), not {type(inputs).__name__}")
         given = dict(inputs or {})
         missing = tuple(k for k in self._required if k not in given)
         unknown = tuple(k for k in given if k not in self._accepted)

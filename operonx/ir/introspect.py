@@ -117,7 +117,7 @@ def _result_expressions(tree: ast.FunctionDef | ast.AsyncFunctionDef,
 
 
 def proven_outputs(tree: ast.FunctionDef | ast.AsyncFunctionDef | None,
-                   kind: OpKind) -> tuple[str, ...] | None:
+                   kind: OpKind, fn: Callable[..., Any] | None = None) -> tuple[str, ...] | None:
     """Keys the function's result dict is *guaranteed* to have, read from its source.
 
     A proof, not a guess: every ``return`` (or ``yield``) is a dict literal with
@@ -129,12 +129,15 @@ def proven_outputs(tree: ast.FunctionDef | ast.AsyncFunctionDef | None,
     """
     if tree is None or not all(_is_op_decorator(d) for d in tree.decorator_list):
         return None  # another decorator may change what the call returns
+    if fn is not None and (getattr(fn, "__wrapped__", None) is not None
+                           or getattr(fn, "__name__", None) != tree.name):
+        return None  # a wrapper (whatever it is called) runs, not the source read here
     if any(isinstance(node, ast.YieldFrom) for node in _own_nodes(tree)):
         return None
     values = _result_expressions(tree, kind)
     if not values:
         return None
-    if not kind.is_generator and not _always_exits(tree.body):
+    if not kind.is_generator and not always_exits(tree.body):
         return None
     shared: set[str] | None = None
     for value in values:
@@ -168,20 +171,30 @@ def _own_nodes(tree: ast.FunctionDef | ast.AsyncFunctionDef) -> list[ast.AST]:
     return found
 
 
-def _always_exits(body: list[ast.stmt]) -> bool:
-    """Conservatively: control cannot reach the end of ``body`` (it returns or raises)."""
+def always_exits(body: list[ast.stmt]) -> bool:
+    """Conservatively: control cannot reach the end of ``body`` (it returns or raises).
+
+    A proof, so anything unsure answers False. A ``with`` never proves it: its
+    context manager may swallow the exception that ended the block
+    (``contextlib.suppress``), and then control falls through. ``match``,
+    ``try``/``except*`` and loops other than ``while True`` without ``break`` are
+    not analysed.
+    """
     if not body:
         return False
     last = body[-1]
     if isinstance(last, (ast.Return, ast.Raise)):
         return True
     if isinstance(last, ast.If):
-        return _always_exits(last.body) and _always_exits(last.orelse)
-    if isinstance(last, (ast.With, ast.AsyncWith)):
-        return _always_exits(last.body)
+        return always_exits(last.body) and always_exits(last.orelse)
     if isinstance(last, ast.Try):
-        if _always_exits(last.finalbody):
+        if always_exits(last.finalbody):
             return True
-        return ((_always_exits(last.body) or _always_exits(last.orelse))
-                and all(_always_exits(h.body) for h in last.handlers))
+        return ((always_exits(last.body) or always_exits(last.orelse))
+                and all(always_exits(h.body) for h in last.handlers))
+    if isinstance(last, ast.While):
+        # ``while True:`` with no ``break`` anywhere inside (nested loops' too: conservative)
+        # only leaves by returning or raising.
+        return (isinstance(last.test, ast.Constant) and last.test.value is True
+                and not any(isinstance(n, ast.Break) for n in ast.walk(last)))
     return False

@@ -81,7 +81,7 @@ def _until_expr(state: tuple[str, ...]) -> st.SearchStrategy[str]:
 # ----------------------------------------------------------------------------- programs
 
 SHAPES = ("plain", "declared", "suppress", "suppress_none", "tryfinally", "halfreturn",
-          "decorated", "async", "async_suppress")
+          "decorated", "registry", "async", "async_suppress")
 
 
 @dataclass
