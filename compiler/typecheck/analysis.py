@@ -6,6 +6,7 @@ unknown" with a warning: the check never refuses a graph because it could not ru
 
 from __future__ import annotations
 
+import ast
 import warnings
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -77,16 +78,16 @@ def _analyse(graph: Graph, extraction: Extraction, reserved: frozenset[str]) -> 
 
 def _assemble(graph: Graph, extraction: Extraction, reserved: frozenset[str],
               ops: list[Any], wiring: Wiring) -> GraphTypes:
-    from compiler.frontend.types import param_type
     from compiler.typecheck.text import TypeSpeller
     from compiler.typecheck.wiring import result_required
 
     speller = TypeSpeller(extraction, reserved)
+    annotations = _copied_annotations(extraction)
     op_types: dict[Any, OpTypes] = {}
     for op in ops:
         signature = wiring.signatures[id(op)]
-        renames = extraction.renames.get(op.fn)
-        params = {p.name: param_type(op, p.name, renames) for p in op.params}
+        written = annotations.get(extraction.function_names.get(op.fn, ""), {})
+        params = {p.name: written.get(p.name, ANY) for p in op.params}
         outputs = {k: speller.spell(t) for k, t in signature.outputs.items()}
         op_types[op] = OpTypes(params, outputs)
     scopes = {scope: _scope_types(speller, facts) for scope, facts in wiring.facts.values()}
@@ -107,6 +108,30 @@ def _assemble(graph: Graph, extraction: Extraction, reserved: frozenset[str],
         result[key] = FieldType(text, result_required(graph, key))
     problems = sorted(wiring.problems, key=lambda p: (p.file or "", p.line or 0, p.col or 0))
     return GraphTypes(inputs, result, op_types, scopes, speller.imports, _dedupe(problems))
+
+
+def _copied_annotations(extraction: Extraction) -> dict[str, dict[str, str]]:
+    """Function name -> parameter -> annotation, as the generated module's copy spells it.
+
+    The copy is the reference: its names are already the generated ones, its bare
+    generics explicit, and a missing annotation is ``Any`` there.
+    """
+    found: dict[str, dict[str, str]] = {}
+    for block in extraction.blocks:
+        if not block.name or "def " not in block.source:
+            continue
+        try:
+            tree = ast.parse(block.source)
+        except SyntaxError:
+            continue
+        for fn in tree.body:
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) and fn.name == block.name:
+                args = fn.args
+                every = [*args.posonlyargs, *args.args, *args.kwonlyargs,
+                         *([args.kwarg] if args.kwarg else [])]
+                found[fn.name] = {a.arg: ast.unparse(a.annotation) for a in every
+                                  if a.annotation is not None}
+    return found
 
 
 def _scope_types(speller: TypeSpeller, facts: ScopeFacts) -> ScopeTypes:

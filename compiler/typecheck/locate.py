@@ -1,9 +1,10 @@
 """Where in graph.py each wiring site is: the argument, input key or write-back to point at.
 
 The IR records the line of each node (the line Python reports for the call); columns
-come from the file's syntax tree, parsed once per file. When a site cannot be found
-(the file changed, the call is built dynamically) the location is the node's line and
-its first non-blank column, so a message is always ``file:LINE:COL``.
+come from the file's syntax tree, parsed and indexed once per file (and only when
+there is a problem to report). When a site cannot be found (the file changed, the
+call is built dynamically) the location is the node's line and its first non-blank
+column, so a message is always ``file:LINE:COL``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from operonx.ir.model import SourceLoc
 class Site:
     file: str
     line: int
-    col: int  # 1-based
+    col: int  # 1-based, in characters
     callee: str | None = None  # the call's function as written (``double``, ``ops.double``)
 
 
@@ -30,41 +31,44 @@ def quoted(key: str) -> str:
     return json.dumps(key, ensure_ascii=False)
 
 
-@lru_cache(maxsize=32)
-def _tree(file: str, text: str) -> ast.Module | None:
+@dataclass(frozen=True)
+class _Index:
+    tree: ast.Module
+    lines: tuple[str, ...]
+    calls: dict[int, list[ast.Call]]  # line -> calls covering it, innermost first
+
+    def col(self, node: ast.expr | ast.keyword) -> int:
+        """1-based character column (ast columns count UTF-8 bytes)."""
+        text = self.lines[node.lineno - 1] if node.lineno <= len(self.lines) else ""
+        return len(text.encode()[:node.col_offset].decode(errors="ignore")) + 1
+
+
+@lru_cache(maxsize=16)
+def _index_of(file: str, text: str) -> _Index | None:
     try:
-        return ast.parse(text)
+        tree = ast.parse(text)
     except (SyntaxError, ValueError):
         return None
+    calls: dict[int, list[ast.Call]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            for line in range(node.lineno, (node.end_lineno or node.lineno) + 1):
+                calls.setdefault(line, []).append(node)
+    for found in calls.values():
+        found.sort(key=lambda c: ((c.end_lineno or c.lineno) - c.lineno, -c.lineno))
+    return _Index(tree, tuple(text.splitlines()), calls)
 
 
-def _source_tree(file: str) -> tuple[ast.Module | None, str]:
-    lines = linecache.getlines(file)
-    text = "".join(lines)
-    return (_tree(file, text) if text else None), text
+def _index(file: str) -> _Index | None:
+    linecache.checkcache(file)
+    text = "".join(linecache.getlines(file))
+    return _index_of(file, text) if text else None
 
 
 def _fallback(loc: SourceLoc) -> Site:
     text = linecache.getline(loc.file, loc.line)
     stripped = text.lstrip()
     return Site(loc.file, loc.line, len(text) - len(stripped) + 1 if stripped else 1)
-
-
-def _col(text: str, node: ast.AST) -> int:
-    """1-based character column of an ast node (ast columns count UTF-8 bytes)."""
-    line = text.splitlines()[node.lineno - 1] if text else ""  # type: ignore[attr-defined]
-    return len(line.encode()[:node.col_offset].decode(errors="ignore")) + 1  # type: ignore[attr-defined]
-
-
-def _calls_at(tree: ast.Module, line: int) -> list[ast.Call]:
-    """Calls whose extent covers ``line``, innermost (shortest) first."""
-    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)
-             and n.lineno <= line <= (n.end_lineno or n.lineno)]
-    return sorted(calls, key=lambda c: ((c.end_lineno or c.lineno) - c.lineno, -c.lineno))
-
-
-def _callee(call: ast.Call) -> str:
-    return ast.unparse(call.func)
 
 
 def _last_name(call: ast.Call) -> str:
@@ -75,63 +79,49 @@ def _last_name(call: ast.Call) -> str:
 
 
 def argument(loc: SourceLoc, function: str, param: str) -> Site:
-    """The keyword ``param=`` of the call at ``loc`` (``function`` breaks ties)."""
-    tree, text = _source_tree(loc.file)
-    if tree is None:
+    """The keyword ``param=`` of the call at ``loc`` (calls of ``function`` preferred)."""
+    index = _index(loc.file)
+    if index is None:
         return _fallback(loc)
-    candidates = []
-    for call in _calls_at(tree, loc.line):
-        for kw in call.keywords:
-            if kw.arg == param:
-                candidates.append((call, kw))
+    calls = index.calls.get(loc.line, [])
+    candidates = [(call, kw) for call in calls for kw in call.keywords if kw.arg == param]
     if not candidates:
-        named = [c for c in _calls_at(tree, loc.line) if _last_name(c) == function]
-        if named:
-            return Site(loc.file, named[0].lineno, _col(text, named[0]), _callee(named[0]))
-        return _fallback(loc)
+        named = [call for call in calls if _last_name(call) == function]
+        if not named:
+            return _fallback(loc)
+        return Site(loc.file, named[0].lineno, index.col(named[0]), ast.unparse(named[0].func))
     call, kw = next(((c, k) for c, k in candidates if _last_name(c) == function), candidates[0])
-    return Site(loc.file, kw.lineno, _col(text, kw), _callee(call))
-
-
-def graph_keyword(loc: SourceLoc, name: str) -> Site:
-    """``GraphOp.loop(..., name=value)``: the keyword ``name=`` of the block's call."""
-    tree, text = _source_tree(loc.file)
-    if tree is None:
-        return _fallback(loc)
-    for call in _calls_at(tree, loc.line):
-        for kw in call.keywords:
-            if kw.arg == name:
-                return Site(loc.file, kw.lineno, _col(text, kw), _callee(call))
-    return _fallback(loc)
+    return Site(loc.file, kw.lineno, index.col(kw), ast.unparse(call.func))
 
 
 def input_key(loc: SourceLoc, key: str) -> Site:
     """``GraphOp(..., inputs={"key": ...})``: the key in the block's ``inputs`` dict."""
-    tree, text = _source_tree(loc.file)
-    if tree is None:
+    index = _index(loc.file)
+    if index is None:
         return _fallback(loc)
-    for call in _calls_at(tree, loc.line):
+    for call in index.calls.get(loc.line, []):
         for kw in call.keywords:
             if kw.arg == "inputs" and isinstance(kw.value, ast.Dict):
                 for k in kw.value.keys:
                     if isinstance(k, ast.Constant) and k.value == key:
-                        return Site(loc.file, k.lineno, _col(text, k), _callee(call))
-    return graph_keyword(loc, "inputs")
+                        return Site(loc.file, k.lineno, index.col(k), ast.unparse(call.func))
+    return _fallback(loc)
 
 
 def writeback(block: SourceLoc, target: str) -> Site:
     """``node["k"] >> PARENT["target"]`` inside the ``with`` block starting at ``block``."""
-    tree, text = _source_tree(block.file)
-    if tree is None:
+    index = _index(block.file)
+    if index is None:
         return _fallback(block)
-    scopes = [n for n in ast.walk(tree) if isinstance(n, (ast.With, ast.AsyncWith))
-              and any(item.context_expr.lineno <= block.line
-                      <= (item.context_expr.end_lineno or block.line) for item in n.items)]
-    for scope in scopes:
+    for scope in ast.walk(index.tree):
+        if not isinstance(scope, (ast.With, ast.AsyncWith)) or not any(
+                item.context_expr.lineno <= block.line
+                <= (item.context_expr.end_lineno or block.line) for item in scope.items):
+            continue
         for node in ast.walk(scope):
             if isinstance(node, ast.BinOp) and isinstance(node.op, ast.RShift) \
                     and _is_parent_key(node.right, target):
-                return Site(block.file, node.lineno, _col(text, node))
+                return Site(block.file, node.lineno, index.col(node))
     return _fallback(block)
 
 

@@ -52,6 +52,7 @@ class Probe:
     modules: Mapping[str, MypyFile]  # every module of the build, by name (builtins, typing...)
     options: Options
     constant_names: tuple[str, ...]  # probe variable per literal, in the order given
+    from_cache: frozenset[str]  # modules mypy loaded from its cache rather than analysed
 
 
 def probe_source(extraction: Extraction, inferred: Mapping[str, bool],
@@ -110,7 +111,7 @@ def probe_function(source: str, generator: bool) -> str:
         arrow = source.rfind("->", 0, start)
         if arrow >= 0:
             end = _offset(source, fn.returns.end_lineno, fn.returns.end_col_offset or 0)
-            edits.append((arrow, end, ""))
+            edits.append((len(source[:arrow].rstrip()), end, ""))
     for start, end, replacement in sorted(edits, reverse=True):
         source = source[:start] + replacement + source[end:]
     return source
@@ -184,6 +185,8 @@ def run_probe(source: str, constant_names: tuple[str, ...]) -> Probe:
         if state is None or state.tree is None:
             raise RuntimeError("mypy did not analyse the probe module")
         modules: dict[str, Any] = dict(result.files)
-        probe = Probe(state.tree, result.types, modules, options, constant_names)
+        from_cache = frozenset(name for name, module in result.graph.items()
+                               if module.meta is not None)
+        probe = Probe(state.tree, result.types, modules, options, constant_names, from_cache)
         _last = (source, probe)
         return probe

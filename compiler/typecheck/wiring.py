@@ -51,8 +51,16 @@ class Reader:
     """A parameter that reads a ``PARENT`` key (possibly through sub-graph inputs)."""
 
     type: ProperType
-    what: str  # ``double(value=...)``
-    site: Site
+    node: Node
+    arg: str
+
+    @property
+    def site(self) -> Site:  # computed only for a message: it parses graph.py
+        return arg_site(self.node, self.arg)
+
+    @property
+    def what(self) -> str:
+        return _what(self.node, self.arg, self.site)
 
 
 @dataclass
@@ -94,7 +102,7 @@ class Wiring:
             self.loop_state(root, initial, check=True)
             return
         parent: dict[str, ProperType] = {}
-        for key in {*readers, *root.declared_inputs}:
+        for key in dict.fromkeys([*readers, *root.declared_inputs]):
             parent[key] = self.run_inputs.get(_run_input_of(root, key), mt.unknown())
             source = root.declared_inputs.get(key)
             if isinstance(source, Const):
@@ -130,9 +138,7 @@ class Wiring:
                 if not isinstance(source, InputRef):
                     continue
                 if node.op is not None:
-                    site = self.arg_site(node, arg)
-                    reader = Reader(self.signatures[id(node.op)].param(arg),
-                                    _what(node, arg, site), site)
+                    reader = Reader(self.signatures[id(node.op)].param(arg), node, arg)
                     found.setdefault(source.key, []).append(reader)
                 elif node.body is not None:
                     inner = self.readers(node.body).get(arg, [])
@@ -275,16 +281,12 @@ class Wiring:
         actual = self.source_type(scope, node, arg, source, parent, outputs)
         if mt.is_compatible(actual, expected, self.options):
             return
-        site = self.arg_site(node, arg)
+        site = arg_site(node, arg)
         self.problem(site, f"{_what(node, arg, site)} expects {self.describe(expected)}, got "
                            f"{self.describe(actual)} from {_describe_source(source)}",
                      _hint(scope, source))
 
     # ---------------------------------------------------------------- output
-
-    def arg_site(self, node: Node, arg: str) -> Site:
-        function = node.op.fn.__name__ if node.op is not None else node.name
-        return locate.argument(node.loc, function, arg)
 
     def describe(self, t: ProperType) -> str:
         return mt.describe(t, self.options)
@@ -292,6 +294,11 @@ class Wiring:
     def problem(self, site: Site, message: str, hint: str | None = None) -> None:
         self.problems.append(CompileError(message, site.file, site.line, site.col, hint))
 
+
+
+def arg_site(node: Node, arg: str) -> Site:
+    function = node.op.fn.__name__ if node.op is not None else node.name
+    return locate.argument(node.loc, function, arg)
 
 
 def _run_input_of(root: Graph, key: str) -> str:
