@@ -132,14 +132,20 @@ def ops_of(graph: Graph) -> list[OpDef]:
 
 
 def literal_types(probe: Probe, literals: Literals) -> dict[tuple[str, int, str], ProperType]:
-    from mypy.nodes import Var
+    """The type of each literal as a value: ``"fast"`` is ``Literal["fast"]``, ``[1]``
+    ``list[int]`` (loop state widens it: see :func:`mypytypes.widen`)."""
+    from mypy.nodes import AssignmentStmt, NameExpr
 
-    types: dict[tuple[str, int, str], ProperType] = {}
-    for key, i in literals.index.items():
-        symbol = probe.tree.names.get(probe.constant_names[i])
-        node = symbol.node if symbol is not None else None
-        types[key] = mt.clean(node.type if isinstance(node, Var) else None)
-    return types
+    values: dict[str, ProperType] = {}
+    wanted = set(probe.constant_names)
+    for statement in probe.tree.defs:
+        if isinstance(statement, AssignmentStmt) and len(statement.lvalues) == 1:
+            target = statement.lvalues[0]
+            if isinstance(target, NameExpr) and target.name in wanted:
+                found = probe.types.get(statement.rvalue)
+                values[target.name] = mt.clean(found, literal=True)
+    return {key: values.get(probe.constant_names[i], mt.unknown())
+            for key, i in literals.index.items()}
 
 
 # ------------------------------------------------------------------------------ ops
@@ -223,7 +229,7 @@ def _inferred_outputs(probe: Probe, op: OpDef, fn: FuncDef,
             for item_key, value in pairs:
                 if isinstance(item_key, StrExpr):
                     if item_key.value in found and value in probe.types:
-                        found[item_key.value].append(mt.clean(probe.types[value]))
+                        found[item_key.value].append(_value(probe, value))
                 else:  # ``**spread``: its value type, for every key
                     _add_for_every_key(found, _typed(probe, value))
             continue
@@ -231,6 +237,29 @@ def _inferred_outputs(probe: Probe, op: OpDef, fn: FuncDef,
         if whole is not None and not isinstance(whole, NoneType):
             _add_for_every_key(found, whole)
     return {key: mt.union(types) for key, types in found.items()}
+
+
+def _value(probe: Probe, expr: Expression) -> ProperType:
+    """The type of one output value expression.
+
+    A literal constant keeps its literal type. A value built by a display holding a
+    dict display (``{"a": 1}``, ``[{"a": 1}]``) is ``Any``: mypy types those by their
+    context (the same display is a ``TypedDict`` where one is expected), and the
+    probe has no context to give, so a plain ``dict[str, int]`` would be a guess.
+    """
+    if _context_typed(expr):
+        return mt.unknown()
+    return mt.clean(probe.types[expr], literal=True)
+
+
+def _context_typed(expr: Expression) -> bool:
+    from mypy.nodes import DictExpr, ListExpr, SetExpr, TupleExpr
+
+    if isinstance(expr, DictExpr):
+        return True
+    if isinstance(expr, (ListExpr, SetExpr, TupleExpr)):
+        return any(_context_typed(item) for item in expr.items)
+    return False
 
 
 def _literal_pairs(expr: Expression) -> list[tuple[Expression | None, Expression]] | None:

@@ -1,10 +1,13 @@
 """Small operations on mypy types, in the vocabulary the wiring check needs.
 
 Every type that leaves inference goes through :func:`clean`, which keeps only what is
-*known*: literal "last known values" are widened (``"a"`` is ``str``), type variables
-of generic ops and ``Never`` (an empty ``[]`` inferred without context) become
-``Any``, recursive aliases are cut off. ``Any`` is compatible with everything in
-mypy's subtype relation, so an unknown type can never produce an error.
+*known*: type variables of generic ops and ``Never`` (an empty ``[]`` inferred without
+context) become ``Any``, recursive aliases are cut off, and a literal's "last known
+value" (mypy's ``"a"`` is a ``str`` known to be ``"a"``) is either kept as the literal
+type (a value passed on: it still fits a ``Literal["a", "b"]`` parameter) or dropped
+(:func:`widen`, for a variable such as loop state, which may later hold any ``str``).
+``Any`` is compatible with everything in mypy's subtype relation, so an unknown type
+can never produce an error.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from mypy.types import (
     DeletedType,
     ErasedType,
     Instance,
+    LiteralType,
     NoneType,
     Overloaded,
     ParamSpecType,
@@ -50,10 +54,11 @@ def unknown() -> AnyType:
 class _Clean(TypeTranslator):
     """The known part of a type: see the module docstring."""
 
-    def __init__(self) -> None:
+    def __init__(self, widen: bool = False) -> None:
         super().__init__()
         self.alias_depth = 0
         self.saw_any = False
+        self.widen = widen
 
     def visit_any(self, t: AnyType, /) -> Type:
         self.saw_any = True
@@ -74,6 +79,9 @@ class _Clean(TypeTranslator):
 
     def visit_instance(self, t: Instance, /) -> Type:
         return Instance(t.type, self.translate_type_tuple(t.args), t.line, t.column)
+
+    def visit_literal_type(self, t: LiteralType, /) -> Type:
+        return t.fallback.accept(self) if self.widen else t
 
     def visit_callable_type(self, t: CallableType, /) -> Type:
         if t.variables:  # a generic callable: its type variables cannot be spelled here
@@ -112,11 +120,22 @@ class _Clean(TypeTranslator):
         return self._unknown()
 
 
-def clean(t: Type | None) -> ProperType:
-    """The known part of ``t`` (None: nothing is known, ``Any``)."""
+def clean(t: Type | None, literal: bool = False) -> ProperType:
+    """The known part of ``t`` (None: nothing is known, ``Any``).
+
+    ``literal``: the type of a value (not of a variable): a literal stays a literal.
+    """
     if t is None:
         return unknown()
-    return get_proper_type(t.accept(_Clean()))
+    proper = get_proper_type(t)
+    if literal and isinstance(proper, Instance) and proper.last_known_value is not None:
+        proper = proper.last_known_value
+    return get_proper_type(proper.accept(_Clean()))
+
+
+def widen(t: Type) -> ProperType:
+    """``t`` as the type of a variable: ``Literal["a"]`` is ``str``, ``Literal[1]`` ``int``."""
+    return get_proper_type(t.accept(_Clean(widen=True)))
 
 
 def has_any(t: Type) -> bool:

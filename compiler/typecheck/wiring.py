@@ -122,7 +122,8 @@ class Wiring:
         if not mt.is_compatible(literal, wanted, self.options):
             self.problem(locate.input_key(root.loc, key),
                          f"input {quoted(key)} of graph {root.name!r} expects "
-                         f"{self.describe(wanted)}, got {self.describe(literal)} from its "
+                         f"{self.describe(wanted)}, got "
+                         f"{self.describe_value(literal, self.describe(wanted))} from its "
                          "default value")
         return wanted
 
@@ -214,12 +215,13 @@ class Wiring:
         return self.scope_facts(body, inner, check).results
 
     def _initial(self, loop: Graph, key: str, source_type: SourceType) -> ProperType:
+        """The type of a state variable's initial value, as a variable's (literals widened)."""
         if key in loop.state:
-            return self.literals.get(state_key(loop, key), mt.unknown())
+            return mt.widen(self.literals.get(state_key(loop, key), mt.unknown()))
         source = loop.declared_inputs.get(key)
         if isinstance(source, Const):
-            return self.literals.get(input_key(loop, key), mt.unknown())
-        return source_type(source, key) if source is not None else mt.unknown()
+            return mt.widen(self.literals.get(input_key(loop, key), mt.unknown()))
+        return mt.widen(source_type(source, key)) if source is not None else mt.unknown()
 
     def loop_state(self, loop: Graph, initial: dict[str, ProperType],
                    check: bool) -> dict[str, ProperType]:
@@ -249,6 +251,7 @@ class Wiring:
         return state
 
     def state_type(self, start: ProperType, written: ProperType) -> ProperType:
+        written = mt.widen(written)
         if mt.is_none(start):
             return mt.optional(written)
         if mt.has_any(start) and not mt.has_any(written) \
@@ -282,14 +285,19 @@ class Wiring:
         if mt.is_compatible(actual, expected, self.options):
             return
         site = arg_site(node, arg)
-        self.problem(site, f"{_what(node, arg, site)} expects {self.describe(expected)}, got "
-                           f"{self.describe(actual)} from {_describe_source(source)}",
+        wanted = self.describe(expected)
+        self.problem(site, f"{_what(node, arg, site)} expects {wanted}, got "
+                           f"{self.describe_value(actual, wanted)} from {_describe_source(source)}",
                      _hint(scope, source))
 
     # ---------------------------------------------------------------- output
 
     def describe(self, t: ProperType) -> str:
         return mt.describe(t, self.options)
+
+    def describe_value(self, t: ProperType, wanted: str) -> str:
+        """A value's type: ``str`` for ``"a"``, unless a ``Literal`` was wanted."""
+        return self.describe(t if "Literal[" in wanted else mt.widen(t))
 
     def problem(self, site: Site, message: str, hint: str | None = None) -> None:
         self.problems.append(CompileError(message, site.file, site.line, site.col, hint))

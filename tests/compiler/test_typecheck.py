@@ -70,6 +70,9 @@ WRONG_WIRING = {
     "wrong_literal.py": [
         "wrong_literal.py:12:39: error: repeat(times=...) expects int, got str from the "
         "literal '3'"],
+    "wrong_literal_choice.py": [
+        "wrong_literal_choice.py:14:36: error: run(mode=...) expects Literal['fast', 'slow'], "
+        "got Literal['medium'] from the literal 'medium'"],
     "input_default.py": [
         'input_default.py:11:39: error: input "times" of graph \'defaults\' expects int, got '
         'str from its default value'],
@@ -213,13 +216,21 @@ def test_sub_graph_results_are_lists_outside_the_stream() -> None:
 def test_what_cannot_be_known_is_any_and_checks_nothing() -> None:
     types = types_of(GOOD / "any_typed.py")
     assert op_outputs(types) == {
-        "load": {"data": "dict[str, Any]", "size": "int"},
+        "load": {"data": "Any", "size": "Literal[3]"},  # a dict display: typed by context
         "identity": {"value": "Any"},  # a type variable: unknown without solving it
         "wrapped": {"value": "Any"},  # another decorator may change what it returns
         "dynamic": {"total": "Any"},
         "use": {"out": "str"},
     }
     assert types.inputs["path"].text == "Any"
+    assert types.problems == ()
+
+
+def test_values_typed_by_context_in_python_are_not_refused() -> None:
+    """``"fast"`` fits ``Literal["fast", "slow"]``; a dict display may be a TypedDict."""
+    types = types_of(GOOD / "literals.py")
+    assert op_outputs(types)["choose"] == {"mode": "Literal['fast'] | Literal['slow']",
+                                           "row": "Any"}
     assert types.problems == ()
 
 
