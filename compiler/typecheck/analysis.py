@@ -58,6 +58,8 @@ def unknown_types(graph: Graph, warning: str | None = None) -> GraphTypes:
 
 
 def _analyse(graph: Graph, extraction: Extraction, reserved: frozenset[str]) -> GraphTypes:
+    from mypy.state import state as mypy_state
+
     from compiler.typecheck import inference
     from compiler.typecheck import mypytypes as mt
     from compiler.typecheck.probe import probe_source, run_probe
@@ -69,11 +71,14 @@ def _analyse(graph: Graph, extraction: Extraction, reserved: frozenset[str]) -> 
     source, constant_names = probe_source(
         extraction, inference.inferred_ops(ops, names), literals.texts)
     probe = run_probe(source, constant_names)
-    signatures = inference.signatures(probe, ops, names)
-    wiring = Wiring(signatures, inference.literal_types(probe, literals), probe.options,
-                    mt.type_info(probe.modules, "builtins.list"))
-    wiring.run(graph)
-    return _assemble(graph, extraction, reserved, ops, wiring)
+    # Subtypes, meets and unions read this process-global flag (older mypys leave it off
+    # outside a build, where ``int | None`` would then fit ``int``).
+    with mypy_state.strict_optional_set(True):
+        signatures = inference.signatures(probe, ops, names)
+        wiring = Wiring(signatures, inference.literal_types(probe, literals), probe.options,
+                        mt.type_info(probe.modules, "builtins.list"))
+        wiring.run(graph)
+        return _assemble(graph, extraction, reserved, ops, wiring)
 
 
 def _assemble(graph: Graph, extraction: Extraction, reserved: frozenset[str],

@@ -78,7 +78,7 @@ class _Clean(TypeTranslator):
             self.alias_depth -= 1
 
     def visit_instance(self, t: Instance, /) -> Type:
-        return Instance(t.type, self.translate_type_tuple(t.args), t.line, t.column)
+        return Instance(t.type, [arg.accept(self) for arg in t.args], t.line, t.column)
 
     def visit_literal_type(self, t: LiteralType, /) -> Type:
         return t.fallback.accept(self) if self.widen else t
