@@ -20,7 +20,7 @@ from compiler.typecheck.model import (
     ScopeTypes,
     TypeCheckWarning,
 )
-from operonx.ir.model import Graph
+from operonx.ir.model import Graph, OpDef
 
 if TYPE_CHECKING:
     from compiler.frontend.extract import Extraction
@@ -82,13 +82,13 @@ def _analyse(graph: Graph, extraction: Extraction, reserved: frozenset[str]) -> 
 
 
 def _assemble(graph: Graph, extraction: Extraction, reserved: frozenset[str],
-              ops: list[Any], wiring: Wiring) -> GraphTypes:
+              ops: list[OpDef], wiring: Wiring) -> GraphTypes:
     from compiler.typecheck.text import TypeSpeller
     from compiler.typecheck.wiring import result_required
 
     speller = TypeSpeller(extraction, reserved)
     annotations = _copied_annotations(extraction)
-    op_types: dict[Any, OpTypes] = {}
+    op_types: dict[OpDef, OpTypes] = {}
     for op in ops:
         signature = wiring.signatures[id(op)]
         written = annotations.get(extraction.function_names.get(op.fn, ""), {})

@@ -272,11 +272,14 @@ def _literal_pairs(expr: Expression) -> list[tuple[Expression | None, Expression
 
     if isinstance(expr, DictExpr):
         return list(expr.items)
-    if isinstance(expr, TupleExpr) and all(
-            isinstance(item, TupleExpr) and len(item.items) == 2 for item in expr.items):
-        return [(item.items[0], item.items[1]) for item in expr.items  # type: ignore[attr-defined]
-                ]
-    return None
+    if not isinstance(expr, TupleExpr):
+        return None
+    pairs: list[tuple[Expression | None, Expression]] = []
+    for item in expr.items:
+        if not (isinstance(item, TupleExpr) and len(item.items) == 2):
+            return None
+        pairs.append((item.items[0], item.items[1]))
+    return pairs
 
 
 def _typed(probe: Probe, expr: Expression) -> ProperType | None:

@@ -94,7 +94,10 @@ class Wiring:
         by_input: dict[str, list[Reader]] = {}
         for key, found in readers.items():
             by_input.setdefault(_run_input_of(root, key), []).extend(found)
-        for name in [*root.required_inputs, *root.optional_inputs]:
+        # A top-level loop's optional inputs are its state: typed by their initial values.
+        names = root.required_inputs if root.kind == "loop" else [
+            *root.required_inputs, *root.optional_inputs]
+        for name in names:
             self.run_inputs[name] = self.agreed_type(by_input.get(name, []), name)
         if root.kind == "loop":
             initial = {key: self._initial(root, key, self._root_source) for key in
@@ -243,8 +246,9 @@ class Wiring:
                     spec = loop.writebacks[key]
                     self.problem(locate.writeback(loop.loc, key),
                                  f"PARENT[{quoted(key)}] (state of loop {loop.name!r}) expects "
-                                 f"{self.describe(state[key])}, got {self.describe(value)} from "
-                                 f"{spec.node}[{quoted(spec.key)}]",
+                                 f"{self.describe(state[key])}, got "
+                                 f"{self.describe_value(value, self.describe(state[key]))} "
+                                 f"from {spec.node}[{quoted(spec.key)}]",
                                  f"state {quoted(key)} {_loop_start(loop, key)}; a write-back "
                                  "must keep the type of its initial value")
             self.scope_facts(loop, state, check=True)
@@ -301,7 +305,6 @@ class Wiring:
 
     def problem(self, site: Site, message: str, hint: str | None = None) -> None:
         self.problems.append(CompileError(message, site.file, site.line, site.col, hint))
-
 
 
 def arg_site(node: Node, arg: str) -> Site:
