@@ -68,12 +68,16 @@ def main(argv: list[str] | None = None) -> int:
     median = {mode: (statistics.median(t for t, _ in samples),
                      statistics.median(w for _, w in samples)) for mode, samples in times.items()}
     print(f"compile {os.path.relpath(args.graph, REPO)}: median of {args.runs} fresh processes")
-    print(f"{'mode':<6} {'compile_file':>13} {'process (wall)':>15} {'extra (in-process)':>19}")
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print("| mode | compile_file | extra | `operonx compile` process | extra |")
+    print("|---|---:|---:|---:|---:|")
     for mode in MODES:
-        extra = median[mode][0] - median["off"][0]
-        shown = "" if mode == "off" else f"{extra * 1000:+.0f} ms"
-        print(f"{mode:<6} {median[mode][0] * 1000:>10.0f} ms {median[mode][1] * 1000:>12.0f} ms "
-              f"{shown:>19}")
+        cells = []
+        for i in (0, 1):
+            extra = median[mode][i] - median["off"][i]
+            cells += [f"{median[mode][i] * 1000:.0f} ms",
+                      "" if mode == "off" else f"{extra * 1000:+.0f} ms"]
+        print(f"| {mode} | " + " | ".join(cells) + " |")
     return 0
 
 
