@@ -22,7 +22,8 @@ i.e. after the extractor's renames; ``"Any"`` means unknown):
 * ``types.inputs`` / ``types.result``: ``key -> FieldType(text, required)``, the
   ``Inputs`` and ``Result`` TypedDicts (``required=False``: ``NotRequired[...]``);
 * ``types.scope(graph)`` -> :class:`ScopeTypes` for the top-level graph and every
-  sub-graph and loop body (keyed by the IR ``Graph`` object): ``.inputs[key]`` (what
+  sub-graph and loop body (keyed by the IR ``Graph`` object; a top-level loop is its own
+  scope, not the wrapper ``wrap_top_level_loop`` makes): ``.inputs[key]`` (what
   ``PARENT[key]`` reads there), ``.outputs[node][key]`` (a node's output as a reader at
   the node's own depth sees it: a sub-graph's streamed results are already lists; a
   ``.collect()`` reader gets ``list[...]`` of it), ``.results[key]`` and, for loops,
