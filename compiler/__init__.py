@@ -4,8 +4,16 @@ Imported only by the CLI (and tests): ``operonx`` itself never imports it. This
 module stays light: the heavy parts load when a function is called.
 """
 
-from compiler.api import CompileResult, PassReport, compile_file, compile_graph, explain, is_stale
+from compiler.api import (
+    CompileResult,
+    PassReport,
+    check_file,
+    compile_file,
+    compile_graph,
+    explain,
+    is_stale,
+)
 from compiler.errors import CompileError
 
-__all__ = ["CompileError", "CompileResult", "PassReport", "compile_file", "compile_graph",
-           "explain", "is_stale"]
+__all__ = ["CompileError", "CompileResult", "PassReport", "check_file", "compile_file",
+           "compile_graph", "explain", "is_stale"]

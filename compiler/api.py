@@ -9,8 +9,8 @@ from typing import Any
 from compiler.errors import EXIT_INTERNAL, CompileError
 from compiler.passes.base import PassReport
 
-__all__ = ["CompileError", "CompileResult", "PassReport", "compile_file", "compile_graph",
-           "explain", "is_stale"]
+__all__ = ["CompileError", "CompileResult", "PassReport", "check_file", "compile_file",
+           "compile_graph", "explain", "is_stale", "typecheck"]
 
 
 @dataclass(frozen=True)
@@ -51,13 +51,19 @@ def _lower(graph: Any, source_path: str, opt_level: int) -> tuple[Any, Any, Any]
 
 
 def compile_graph(graph: Any, *, source_path: str, graph_name: str,
-                  opt_level: int = 2) -> CompileResult:
-    """Compile a closed top-level ``GraphOp`` into the source of one standalone module."""
+                  opt_level: int = 2, typecheck: bool = True) -> CompileResult:
+    """Compile a closed top-level ``GraphOp`` into the source of one standalone module.
+
+    ``typecheck``: check the wiring's types first (SPEC §7.1); a problem raises
+    ``TypeCheckError`` (a ``CompileError`` listing every problem).
+    """
     from compiler.codegen.generate import generate
     from compiler.ir.verify import verify
     from compiler.passes import pipeline
 
     ir, extraction, module = _lower(graph, source_path, opt_level)
+    if typecheck:
+        _typecheck(ir, extraction)
     reports: list[PassReport] = []
     try:
         for _name, run_pass in pipeline(opt_level):
@@ -84,10 +90,54 @@ def _load(path: str, graph_name: str | None) -> tuple[str, Any]:
     return select_graph(find_graphs(module), graph_name, path)
 
 
-def compile_file(path: str, graph_name: str | None = None, opt_level: int = 2) -> CompileResult:
+def compile_file(path: str, graph_name: str | None = None, opt_level: int = 2,
+                 typecheck: bool = True) -> CompileResult:
     """Load ``path``, pick its graph (``graph_name`` when there are several), compile it."""
     name, graph = _load(path, graph_name)
-    return compile_graph(graph, source_path=path, graph_name=name, opt_level=opt_level)
+    return compile_graph(graph, source_path=path, graph_name=name, opt_level=opt_level,
+                         typecheck=typecheck)
+
+
+# ------------------------------------------------------------------ type check (SPEC §7.1)
+
+
+def _typecheck(ir: Any, extraction: Any) -> Any:
+    """The wiring check: raises ``TypeCheckError`` listing every problem; the types else."""
+    from compiler.codegen.render import RUNTIME_NAMES
+    from compiler.typecheck import analyse_types
+
+    types = analyse_types(ir, extraction, reserved=RUNTIME_NAMES)
+    types.raise_problems()
+    return types
+
+
+def typecheck(graph: Any) -> Any:
+    """Extract ``graph``'s ops and analyse its types: a ``GraphTypes`` (problems not raised)."""
+    from compiler.codegen.render import RUNTIME_NAMES
+    from compiler.frontend.extract import extract
+    from compiler.typecheck import analyse_types
+
+    ir = _graph_ir(graph)
+    return analyse_types(ir, extract(ir, reserved=RUNTIME_NAMES), reserved=RUNTIME_NAMES)
+
+
+def check_file(path: str, graph_name: str | None = None) -> tuple[str, ...]:
+    """``operonx check``: load ``path`` and type-check ``graph_name``, or every graph in it.
+
+    Returns the names of the graphs checked. Raises ``CompileError`` for a load or
+    extraction error, ``TypeCheckError`` listing every type problem of every graph.
+    """
+    from compiler.frontend.load import find_graphs, load_module, select_graph
+    from compiler.typecheck import TypeCheckError
+
+    graphs = find_graphs(load_module(path))
+    if graph_name is not None or not graphs:
+        name, graph = select_graph(graphs, graph_name, path)
+        graphs = {name: graph}
+    problems = [p for graph in graphs.values() for p in typecheck(graph).problems]
+    if problems:
+        raise TypeCheckError(tuple(problems))
+    return tuple(graphs)
 
 
 def explain(path: str, graph_name: str | None = None) -> str:

@@ -11,6 +11,7 @@ arms: ``store`` reads whichever handler ran. ``transcribe`` only sees audio, so
 
 import asyncio
 from collections.abc import Iterator
+from typing import TypedDict
 
 from operonx.core import END, PARENT, START, GraphOp, coalesce, if_, op
 
@@ -27,8 +28,13 @@ def classify(path: str) -> dict[str, str]:
     return {"kind": kind.get(path.rsplit(".", 1)[-1], "text")}
 
 
+class Transcript(TypedDict):  # one type per key: `minutes` is an int for total_minutes
+    text: str
+    minutes: int
+
+
 @op
-async def transcribe(path: str) -> dict[str, str | int]:
+async def transcribe(path: str) -> Transcript:
     await asyncio.sleep(0.01)  # a call to a speech service
     return {"text": f"<speech in {path}>", "minutes": 3}
 

@@ -1,12 +1,13 @@
-"""The ``operonx`` command: compile, explain, graph and run a ``graph.py``.
+"""The ``operonx`` command: compile, check, explain, graph and run a ``graph.py``.
 
 Every error a user can cause is one diagnostic on stderr,
 ``path:LINE:COL: error: message`` (plus ``  hint: ...`` where one helps), and
 no traceback unless ``operonx --debug`` (or ``OPERONX_DEBUG=1``). Exit codes:
 
 * 0 success (``compile --check``: the output is fresh);
-* 1 an error in the user's graph, code or inputs' content (``--check``: stale), or
-  one the system reports (a full disk, out of memory, a permission);
+* 1 an error in the user's graph, code or inputs' content (``--check``: stale; a type
+  error in the wiring, for ``compile`` and ``check``), or one the system reports (a full
+  disk, out of memory, a permission);
 * 2 a usage error: bad flags, unreadable files, inputs that are not a JSON object
   (or nested too deeply to read), an ``-o`` that must not be written;
 * 70 an internal error: a bug in operonx, and only that (``--debug`` shows the traceback);
@@ -32,6 +33,7 @@ import sys
 import tempfile
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
@@ -87,13 +89,35 @@ def _at(loc: SourceLoc, message: str, needle: str | None = None,
 
 
 def _report(err: CompileError) -> NoReturn:
-    """Print ``path:LINE:COL: error: message`` (the column found when only a line is known)."""
-    if err.file is not None:
-        if err.line is not None and err.col is None:
-            err.col = column_of(err.file, err.line)
-        err.file = display_path(err.file)
+    """Print ``path:LINE:COL: error: message`` (the column found when only a line is known).
+
+    A type check error carries several problems: each is printed, located the same way.
+    """
+    for problem in getattr(err, "problems", None) or (err,):
+        if problem.file is not None:
+            if problem.line is not None and problem.col is None:
+                problem.col = column_of(problem.file, problem.line)
+            problem.file = display_path(problem.file)
     click.echo(err.render(), err=True)
     sys.exit(err.exit_code)
+
+
+@contextlib.contextmanager
+def _type_check_warnings() -> Iterator[None]:
+    """Show why the type check could not run (it then checks nothing, and refuses nothing)."""
+    from compiler.typecheck import TypeCheckWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", TypeCheckWarning)
+        try:
+            yield
+        finally:
+            for warning in caught:
+                if issubclass(warning.category, TypeCheckWarning):
+                    click.echo(str(warning.message), err=True)
+                else:
+                    warnings.showwarning(warning.message, warning.category, warning.filename,
+                                         warning.lineno)
 
 
 class OperonxGroup(click.Group):
@@ -561,14 +585,22 @@ def cli(debug: bool) -> None:
               metavar="0|1|2", help="Optimisation level: -O0, -O1 or -O2.")
 @click.option("--check", is_flag=True,
               help="Write nothing; exit 1 when OUT_PY is stale, 0 when it is fresh.")
+@click.option("--no-typecheck", "no_typecheck", is_flag=True,
+              help="Skip the type check of the graph's wiring (SPEC 7.1).")
 def compile_command(source: str, output: str, graph_name: str | None, opt_level: int,
-                    check: bool) -> None:
-    """Compile GRAPH_PY into one standalone, typed module."""
+                    check: bool, no_typecheck: bool) -> None:
+    """Compile GRAPH_PY into one standalone, typed module.
+
+    The wiring is type-checked first: an argument fed a value of the wrong type is an
+    error located in GRAPH_PY, and nothing is written.
+    """
     from compiler import compile_file, is_stale
 
     if not check:
         check_output(output, (source,))  # fail fast; the modules it reads are checked after
-    result = compile_file(source, graph_name=graph_name, opt_level=opt_level)
+    with _type_check_warnings():
+        result = compile_file(source, graph_name=graph_name, opt_level=opt_level,
+                              typecheck=not no_typecheck)
     if check:
         if is_stale(output, result):
             state = "is stale" if os.path.exists(output) else "does not exist"
@@ -576,6 +608,21 @@ def compile_command(source: str, output: str, graph_name: str | None, opt_level:
                          hint=f"regenerate it: operonx compile {source} -o {output}")
         return
     write_atomic(output, result.source.encode(), result.sources or (source,))
+
+
+@cli.command()
+@_SOURCE
+@click.option("--graph", "graph_name", metavar="NAME",
+              help="Check only this top-level graph (default: every graph in the file).")
+def check(source: str, graph_name: str | None) -> None:
+    """Validate GRAPH_PY and type-check its wiring; write nothing (exit 0 ok, 1 errors).
+
+    For editors and pre-commit hooks: every problem is printed as path:LINE:COL.
+    """
+    from compiler import check_file
+
+    with _type_check_warnings():
+        check_file(source, graph_name=graph_name)
 
 
 @cli.command()

@@ -210,7 +210,12 @@ def _names_in_quoted(annotation: ast.expr | None) -> set[str]:
     names: set[str] = set()
     if annotation is None:
         return names
+    # ``Literal["fast"]``: a string that is a value, not a forward reference.
+    values = {id(c) for node in ast.walk(annotation) if isinstance(node, ast.Subscript)
+              and _is_literal_form(node.value) for c in ast.walk(node.slice)}
     for node in ast.walk(annotation):
+        if id(node) in values:
+            continue
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             try:
                 parsed = ast.parse(node.value, mode="eval")
@@ -218,3 +223,9 @@ def _names_in_quoted(annotation: ast.expr | None) -> set[str]:
                 continue
             names |= {n.id for n in ast.walk(parsed) if isinstance(n, ast.Name)}
     return names
+
+
+def _is_literal_form(node: ast.expr) -> bool:
+    """``Literal`` / ``typing.Literal`` / ``t.Literal``."""
+    name = node.attr if isinstance(node, ast.Attribute) else getattr(node, "id", "")
+    return name == "Literal"

@@ -200,6 +200,27 @@ def test_refusals_are_located(tmp_path: Path, body: str, line: int | None,
         assert (error.file, error.line) == (str(tmp_path / "graph.py"), line)
 
 
+def test_literal_strings_in_annotations_are_values_not_names(tmp_path: Path) -> None:
+    module = load_module(write(tmp_path, {"graph.py": """
+        import typing
+        from typing import Literal
+
+        from operonx.core import END, PARENT, START, GraphOp, op
+
+
+        @op
+        def run(mode: Literal["fast", "slow"], n: "typing.Literal['x']") -> dict[str, str]:
+            return {"done": mode}
+
+
+        with GraphOp(name="graph") as graph:
+            r = run(mode=PARENT["mode"], n="x")
+            START >> r >> END
+        """}))
+    copied = sources(extract(find_graphs(module)["graph"].ir))
+    assert 'mode: Literal["fast", "slow"]' in copied["run_2"]  # `run` is the module's
+
+
 def test_refuses_an_op_using_a_project_module_object(tmp_path: Path) -> None:
     error = extract_error(tmp_path, {
         "graph.py": _HEAD + "import helpers_mod\n@op\ndef bad(value):\n"
