@@ -43,12 +43,14 @@ RUNTIME_NAMES = frozenset({
     "dataclass", "Any", "Literal", "NoReturn", "NotRequired", "TypedDict", "cast",
     "OperonxError", "GraphError", "InputError", "OpError", "LoopLimitExceeded", "SpanContext",
     "Frame", "ErrorInfo", "Inputs", "Result", "run", "run_sync", "stream", "main",
-    "_SKIPPED", "_rng", "_by_index", "_new_trace_id", "_new_span_id", "_op_error", "_problem",
+    "_SKIPPED", "_FAILED", "_rng", "_by_index", "_new_trace_id", "_new_span_id", "_op_error",
+    "_problem",
     "_outputs", "_complete", "_in_order", "_unwrap", "_RunBase", "_Run",
     "_scope_inputs", "_traced_run", "_loop_limit", "_missing", "_NO_LIMITS", "_BACKLOG_HIGH",
     "_Limits", "_REQUIRED", "_ACCEPTED", "_OP_FAILURES", "_cancelling", "_gen_failed",
     "_agen_failed", "_GRAPH", "_READS", "_REQUIRED_ORDER", "_ChromeTraceWriter",
-    "_is_op_failure", "_closing_note", "annotations",
+    "_is_op_failure", "_closing_note", "annotations", "_NO_ARM", "_FAILED_ARM", "_UNDECIDED",
+    "_branch_error",
 })  # tests/compiler/test_trust.py checks this covers every name the templates bind
 
 

@@ -8,7 +8,7 @@ Two variants of every scope are written from the same IR:
 * ``traced`` (``stream``, ``on_error="collect"``, and everything at -O0): every
   op execution goes through the run context (``rt.call`` and friends), which
   emits frames and records or raises failures; a failed stage's output becomes
-  the ``_SKIPPED`` marker so what depends on it (in its frame) is skipped.
+  the ``_FAILED`` marker so what depends on it (in its frame) is skipped.
 
 Both follow the plan's regions and levels exactly as the Engine does.
 
@@ -28,9 +28,10 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from compiler.codegen import pyast as py
+from compiler.codegen.gates import Gates
 from compiler.codegen.names import Namespace
 from compiler.codegen.pyast import Ident
-from compiler.ir.nodes import ArgIR, ModuleIR, RegionIR, ScopeIR, StageIR
+from compiler.ir.nodes import ArgIR, ModuleIR, Presence, RegionIR, ResultIR, ScopeIR, StageIR
 from compiler.ir.printer import where
 from operonx.ir.model import UntilExpr
 from operonx.ir.until import to_ast
@@ -102,6 +103,7 @@ class Ctx:
     span: Ident | None = None
     depth: int = 1  # statement lists enclosing this one in the current function
     indent: int = 1  # ... and in the module (nested defs keep indenting)
+    base: int = 0  # how many of ``parts`` belong to enclosing scopes (an inlined loop body)
 
     def index(self) -> ast.expr:
         if not self.parts:
@@ -109,13 +111,21 @@ class Ctx:
         return ast.Tuple(elts=[ast.Starred(value=py.name(self.idx), ctx=ast.Load()),
                                *(py.name(p) for p in self.parts)], ctx=ast.Load())
 
+    def index_at(self, depth: int) -> ast.expr:
+        """The index of the instance ``depth`` stream levels deep in this scope."""
+        return replace(self, parts=self.parts[:self.base + depth]).index()
+
+    def inner_scope(self) -> Ctx:
+        """The same place, as the start of a scope inlined here (its streams nest below)."""
+        return replace(self, base=len(self.parts))
+
     def span_expr(self) -> ast.expr:
         assert self.span is not None
         return py.name(self.span)
 
     def deeper(self, counter: Ident, span: Ident | None, blocks: int) -> Ctx:
         return Ctx(self.idx, (*self.parts, counter), span, self.depth + blocks,
-                   self.indent + blocks)
+                   self.indent + blocks, self.base)
 
     def nest(self, blocks: int) -> Ctx:
         return replace(self, depth=self.depth + blocks, indent=self.indent + blocks)
@@ -197,6 +207,8 @@ class ScopeWriter:
         for r in scope.results:
             if r.depth > 0:
                 self.streamed_of.setdefault(r.node, []).append((r.key, r.out_key))
+        self.gates = Gates(self)
+        self.checked = _checked_stages(scope)  # stages whose marker a branch check reads
 
     # ------------------------------------------------------------------ helpers
 
@@ -215,6 +227,15 @@ class ScopeWriter:
         return True
 
     def _arg(self, a: ArgIR) -> ast.expr:
+        if a.kind == "coalesce":  # the first option that is there (the gate made sure one is)
+            value = self._arg(a.options[-1])
+            for option in reversed(a.options[:-1]):
+                if option.presence is None:
+                    value = self._arg(option)  # always there: later options are never read
+                else:
+                    value = ast.IfExp(test=self.gates.present(option.presence),
+                                      body=self._arg(option), orelse=value)
+            return value
         if a.kind == "const":
             return py.lit(a.value)
         if a.kind == "input":
@@ -226,6 +247,13 @@ class ScopeWriter:
         if a.ordered and not self._in_order_direct(out_ctx, out_ctx[:-1]):
             return py.expr("_in_order(B)", B=buf)
         return py.expr("list(B)", B=buf)
+
+    def value_of(self, node: str, key: str) -> ast.expr:
+        return self._val(node, key)
+
+    def marker_of(self, name: str) -> Ident:
+        """The variable that holds a stage's marker: a generator's ``done``, else its output."""
+        return self._marker(name)
 
     def _val(self, node: str, key: str) -> ast.expr:
         """How code reads output ``key`` of ``node``: its unpacked local, or a subscript."""
@@ -286,41 +314,52 @@ class ScopeWriter:
                 V = _outputs(NAME, IDX, V, KEYS)
         """, COND=cond, **check)
 
-    def _publish(self, out: Stmts, st: StageIR, ctx: Ctx) -> None:
-        """Append this stage's outputs to collect buffers and streamed results."""
+    def _publish(self, out: Stmts, st: StageIR, ctx: Ctx,
+                 optional: frozenset[str] = frozenset()) -> None:
+        """Append this stage's outputs to collect buffers and streamed results (a key in
+        ``optional`` only when the outputs have it)."""
         out_ctx = (*st.context, st.name) if st.kind == "gen" else st.context
+
+        def append(target: Ident, key: str, item: ast.expr) -> None:
+            code = py.stmts("B.append(X)", B=target, X=item)
+            if key in optional:
+                code = py.stmts("if K in V:\n    CODE", K=py.lit(key), V=self.out[st.name],
+                                CODE=code)
+            out.extend(code)
+
         for key, ordered, owner in self.collects_of.get(st.name, ()):
-            buf = self.bufs[(st.name, key, ordered)]
             item: ast.expr
             if ordered and not self._in_order_direct(out_ctx, owner):
                 item = ast.Tuple(elts=[ctx.index(), self._val(st.name, key)], ctx=ast.Load())
             else:
                 item = self._val(st.name, key)
-            out += py.stmts("B.append(X)", B=buf, X=item)
+            append(self.bufs[(st.name, key, ordered)], key, item)
         for result_key, out_key in self.streamed_of.get(st.name, ()):
             value = self._val(st.name, out_key)
             if not self._in_order_direct(out_ctx, ()):
                 value = ast.Tuple(elts=[ctx.index(), value], ctx=ast.Load())
-            out += py.stmts("B.append(X)", B=self.res[result_key], X=value)
+            append(self.res[result_key], out_key, value)
 
     def _needs_var(self, st: StageIR) -> bool:
-        if st.kind == "gen":  # its marker: only what orders after the whole stream reads it
-            return st.name in self.waited or st.name in self.forced
-        return st.name in self.used or st.name in self.forced or self._publishes(st)
+        if st.kind == "gen":  # its marker: what orders after the whole stream, or a branch check
+            return st.name in self.waited or st.name in self.forced or st.name in self.checked
+        return (st.name in self.used or st.name in self.forced or self._publishes(st)
+                or st.name in self.checked)
 
     def _publishes(self, st: StageIR) -> bool:
         return st.name in self.collects_of or st.name in self.streamed_of
 
     def _publish_after(self, out: Stmts, st: StageIR, ctx: Ctx) -> None:
-        """Publish a sub-graph's or loop's outputs (traced: unless it was skipped)."""
+        """Publish a sub-graph's or loop's outputs (traced: unless it failed). A key a branch
+        left out inside the sub-graph feeds nothing."""
         if not self._publishes(st):
             return
+        body: Stmts = []
+        self._publish(body, st, ctx, optional=_optional_keys(st))
         if self.mode == "traced":
-            body: Stmts = []
-            self._publish(body, st, ctx)
-            out += py.stmts("if V is not _SKIPPED:\n    BODY", V=self.out[st.name], BODY=body)
+            out += py.stmts("if V is not _FAILED:\n    BODY", V=self.out[st.name], BODY=body)
         else:
-            self._publish(out, st, ctx)
+            out += body
 
     def _marker(self, name: str) -> Ident:
         return self.done.get(name, self.out[name])
@@ -328,7 +367,7 @@ class ScopeWriter:
     def _guard(self, st: StageIR) -> ast.expr | None:
         if self.mode == "fast" or not st.deps:
             return None
-        tests = [py.expr("M is not _SKIPPED", M=self._marker(d)) for d in st.deps]
+        tests = [py.expr("M is not _FAILED", M=self._marker(d)) for d in st.deps]
         return tests[0] if len(tests) == 1 else ast.BoolOp(op=ast.And(), values=tests)
 
     def _awaits(self, st: StageIR) -> bool:
@@ -375,13 +414,19 @@ class ScopeWriter:
     def _rt_type(self) -> str:
         return "_Limits" if self.mode == "fast" else "_Run"
 
-    def inline_into(self, out: Stmts, ctx: Ctx) -> dict[str, ast.expr]:
-        """Write this (inline) scope's code into the caller's; return its result expressions."""
+    def inline_into(self, out: Stmts, ctx: Ctx
+                    ) -> dict[str, tuple[ast.expr, ast.expr | None]]:
+        """Write this (inline) scope's code into the caller's; return each result's
+        expression, and the test of whether it is there (None: always)."""
         for r in self.scope.results:
             if r.depth > 0:
                 out += py.stmts("B: list[Any] = []", B=self.res[r.key])
-        self.region(out, self.scope.region(()), ctx)
-        return {r.key: self._result_value(r.key) for r in self.scope.results}
+        self.region(out, self.scope.region(()), ctx.inner_scope())
+        return {r.key: (self._result_value(r.key), self._result_there(r))
+                for r in self.scope.results}
+
+    def _result_there(self, r: ResultIR) -> ast.expr | None:
+        return None if r.presence is None else self.gates.present(r.presence)
 
     def _result_value(self, key: str) -> ast.expr:
         r = next(r for r in self.scope.results if r.key == key)
@@ -393,21 +438,41 @@ class ScopeWriter:
 
     def _returns(self) -> Stmts:
         s = self.scope
-        if self.mode == "fast":
-            value = ast.Dict(keys=[py.lit(r.key) for r in s.results],
-                             values=[self._result_value(r.key) for r in s.results])
-            return [ast.Return(value=value)]
+        top = s is self.module.top
         result = self.fn.ns.fresh("result")
+        if self.mode == "fast":
+            always = [r for r in s.results if r.presence is None]
+            out = py.stmts("R: T = V", R=result, T=py.expr("Result" if top else "dict[str, Any]"),
+                           V=ast.Dict(keys=[py.lit(r.key) for r in always],
+                                      values=[self._result_value(r.key) for r in always]))
+            for r in s.results:
+                there = self._result_there(r)
+                if there is not None:  # a key a branch may leave out
+                    out += py.stmts("if THERE:\n    R[K] = X", THERE=there, R=result,
+                                    K=py.lit(r.key), X=self._result_value(r.key))
+            if len(out) == 1:  # nothing optional: return the dict as it is built
+                return [ast.Return(value=out[0].value)]  # type: ignore[attr-defined]
+            return out + py.stmts("return R", R=result)
         out = py.stmts("R: dict[str, Any] = {}", R=result)
         for r in s.results:
             if r.depth == 0:
-                out += py.stmts("""
-                    if V is not _SKIPPED:
-                        R[K] = V[OK]
-                """, V=self.out[r.node], R=result, K=py.lit(r.key), OK=py.lit(r.out_key))
+                # Skipped or failed (markers hold no key), or left out of a sub-graph's outputs.
+                set_it = py.stmts("R[K] = V[OK]", R=result, K=py.lit(r.key), V=self.out[r.node],
+                                  OK=py.lit(r.out_key))
+                if not top:  # the caller tells a failed producer from a skipped one
+                    set_it = py.stmts("if OK in V:\n    SET\nelif V is _FAILED:\n"
+                                      "    R[K] = _FAILED", OK=py.lit(r.out_key),
+                                      V=self.out[r.node], SET=set_it, R=result, K=py.lit(r.key))
+                else:
+                    set_it = py.stmts("if OK in V:\n    SET", OK=py.lit(r.out_key),
+                                      V=self.out[r.node], SET=set_it)
+                out += set_it
             else:
-                out += py.stmts("R[K] = X", R=result, K=py.lit(r.key),
-                                X=self._result_value(r.key))
+                set_it = py.stmts("R[K] = X", R=result, K=py.lit(r.key),
+                                  X=self._result_value(r.key))
+                there = self._result_there(r)
+                out += set_it if there is None else py.stmts("if THERE:\n    SET", THERE=there,
+                                                             SET=set_it)
         out += py.stmts("return R", R=result)
         return out
 
@@ -421,6 +486,10 @@ class ScopeWriter:
         for c in self.scope.collects:
             if c.owner == region.context:
                 out += py.stmts("B: list[Any] = []", B=self.bufs[(c.node, c.key, c.ordered)])
+        in_tasks = {n for level in region.levels
+                    if sum(self._awaits(self.scope.stage(m)) for m in level) > 1
+                    for n in level if self._awaits(self.scope.stage(n))}
+        out += self.gates.region_init(region.context, in_tasks)
         chain_of = {chain[0]: chain for chain in region.chains}
         in_chain = {n for chain in region.chains for n in chain[1:]}
         for level in region.levels:
@@ -477,17 +546,25 @@ class ScopeWriter:
     # ------------------------------------------------------------------ stages
 
     def stage(self, out: Stmts, st: StageIR, ctx: Ctx) -> None:
+        """One stage, behind what may keep it from running: a failure of what it depends
+        on (traced: its marker stays ``_FAILED``) and a branch's gate (``_SKIPPED``)."""
         guard = self._guard(st)
-        if self.mode == "traced" and st.kind == "gen" and self._needs_var(st):
-            out += py.stmts("M = _SKIPPED", M=self._marker(st.name))
-        if guard is None:
-            self._stage_body(out, st, ctx)
-            return
-        if st.kind != "gen":
-            out += py.stmts("M = _SKIPPED", M=self._marker(st.name))
+        marker = self._marker(st.name)
+        if self.mode == "traced":
+            if (st.kind == "gen" and self._needs_var(st)) or (
+                    st.kind != "gen" and (guard is not None or st.gate is not None)):
+                out += py.stmts("M = _FAILED", M=marker)
+        elif st.gate is not None and (st.kind != "gen" or self._needs_var(st)):
+            out += py.stmts("M = _SKIPPED", M=marker)
+        inner = ctx.nest((1 if guard is not None else 0) + (2 if st.gate is not None else 0))
         body: Stmts = []
-        self._stage_body(body, st, ctx.nest(1))
-        out += py.stmts("if GUARD:\n    BODY", GUARD=guard, BODY=body)
+        self._stage_body(body, st, inner)
+        if st.gate is not None:
+            body = self.gates.guarded(st, st.gate, ctx, body, surely=guard is None)
+        if guard is None:
+            out += body
+        else:
+            out += py.stmts("if GUARD:\n    BODY", GUARD=guard, BODY=body)
 
     def _stage_body(self, out: Stmts, st: StageIR, ctx: Ctx) -> None:
         out.append(py.comment(f"{where(st.loc)}: {st.name}"))
@@ -523,8 +600,9 @@ class ScopeWriter:
         if not self._needs_var(st):
             out.append(ast.Expr(value=call))
         elif self.mode == "traced":
-            out += py.stmts("V = _complete(CALL, KEYS)", V=var, CALL=call,
-                            KEYS=py.lit(tuple(st.needed)))
+            out += py.stmts("V = _complete(CALL, KEYS, OPTIONAL)", V=var, CALL=call,
+                            KEYS=py.lit(tuple(st.needed)),
+                            OPTIONAL=py.lit(tuple(sorted(_optional_keys(st)))))
         else:
             out += py.stmts("V = CALL", V=var, CALL=call)
         self._publish_after(out, st, ctx)
@@ -592,7 +670,7 @@ class ScopeWriter:
         if self._publishes(st):
             body: Stmts = []
             self._publish(body, st, ctx)
-            out += py.stmts("if V is not _SKIPPED:\n    BODY", V=var, BODY=body)
+            out += py.stmts("if V is not _FAILED:\n    BODY", V=var, BODY=body)
 
     # ------------------------------------------------------------------ generators
 
@@ -629,7 +707,7 @@ class ScopeWriter:
             body += py.stmts("V = RT.check(NAME, IDX, ITEM, KEYS)", V=var, RT=rt, NAME=name,
                              IDX=child.index(), ITEM=item, KEYS=keys)
             if self._needs_var(st):  # a malformed yield fails the generator node
-                body += py.stmts("if V is _SKIPPED:\n    M = _SKIPPED", V=var,
+                body += py.stmts("if V is _FAILED:\n    M = _FAILED", V=var,
                                  M=self.done[st.name])
             emit = py.expr("RT.frame(NAME, IDX, V, PARENT, T0)", RT=rt, NAME=name,
                            IDX=child.index(), V=var, PARENT=ctx.span_expr(), T0=t0)
@@ -639,7 +717,7 @@ class ScopeWriter:
                 ok = py.stmts("S = EMIT", S=span, EMIT=emit)
             self._publish(ok, st, child)
             frame.write(ok)
-            body += py.stmts("if V is not _SKIPPED:\n    OK", V=var, OK=ok)
+            body += py.stmts("if V is not _FAILED:\n    OK", V=var, OK=ok)
             body += py.stmts("C += 1\nawait RT.drain()\nT0 = time.time_ns()", C=counter,
                              RT=rt, T0=t0)
             before = py.stmts("T0 = time.time_ns()", T0=t0)
@@ -662,7 +740,7 @@ class ScopeWriter:
             on_failure = py.stmts("RT.fail(NAME, IDX, EXC)", RT=rt, NAME=name,
                                   IDX=child.index(), EXC=exc)
             if self._needs_var(st):  # a failed generator skips what waits for its stream
-                on_failure += py.stmts("M = _SKIPPED", M=self.done[st.name])
+                on_failure += py.stmts("M = _FAILED", M=self.done[st.name])
         else:
             on_failure = py.stmts("raise _op_error(NAME, IDX, EXC) from EXC", NAME=name,
                                   IDX=child.index(), EXC=exc)
@@ -680,6 +758,8 @@ class ScopeWriter:
                                G=frame.group, GUARDED=guarded)
         run = py.stmts("C = 0\nF = False", C=counter, F=in_frame) + guarded
         start = self._start_generator(st, it)
+        if not traced and st.name in self.checked:  # a branch check reads: its stream started
+            run = py.stmts("M = {}", M=self.done[st.name]) + run
         if traced:
             if self._needs_var(st):
                 run = py.stmts("M = {}", M=self.done[st.name]) + run
@@ -783,7 +863,11 @@ class ScopeWriter:
         exprs = inner.inline_into(body, ctx.nest(1))
         self.extra += inner.extra
         for r in st.body.results:
-            body += py.stmts("L = X", L=local[r.key], X=exprs[r.key])
+            value, there = exprs[r.key]
+            set_it = py.stmts("L = X", L=local[r.key], X=value)
+            # a write-back whose producer a branch skipped leaves the state as it was
+            body += set_it if there is None else py.stmts("if THERE:\n    SET", THERE=there,
+                                                          SET=set_it)
         body += py.stmts("""
             try:
                 STOP = UNTIL
@@ -866,7 +950,7 @@ class LoopWriter:
                 out += py.stmts("V = S", V=var, S=state)
             return
         done: Stmts = py.stmts("V = S", V=var, S=state) if var is not None else []
-        out += py.stmts("V = _SKIPPED", V=var) if var is not None else []
+        out += py.stmts("V = _FAILED", V=var) if var is not None else []
         out += py.stmts("""
             N = 0
             while True:
@@ -1009,3 +1093,36 @@ def _free_locals(body: Stmts, ns: Namespace) -> list[Ident]:
                 stores.add(node.name)
     free = sorted(n for n in loads if n in ns.taken and n not in stores)
     return [Ident(n) for n in free]
+
+
+def _optional_keys(st: StageIR) -> frozenset[str]:
+    """Outputs of a sub-graph stage that a branch inside may leave out."""
+    if st.kind != "graph" or st.body is None:
+        return frozenset()
+    return frozenset(r.key for r in st.body.results if r.presence is not None)
+
+
+def _checked_stages(scope: ScopeIR) -> set[str]:
+    """The stages whose marker some branch check of the scope reads."""
+    found: set[str] = set()
+
+    def add(p: Presence | None) -> None:
+        if p is not None:
+            found.add(p.stage)
+
+    for st in scope.stages:
+        for a in st.args:
+            for option in (a.options or (a,)):
+                add(option.presence)
+        if st.gate is not None:
+            found.add(st.name)
+            for options in st.gate.reads:
+                for p in options:
+                    add(p)
+            found.update(e.source for e in st.gate.edges if e.source is not None)
+    for r in scope.results:
+        add(r.presence)
+    for b in scope.branches:
+        for p in b.absent:
+            add(p)
+    return found

@@ -14,6 +14,7 @@ from typing import Any
 from compiler.codegen.pyast import lit
 from compiler.errors import CompileError
 from compiler.frontend.types import return_annotation
+from compiler.ir import branches as branch_ir
 from compiler.ir.nodes import (
     ArgIR,
     CollectIR,
@@ -36,6 +37,7 @@ from operonx.ir.model import (
     OutputRef,
     SourceLoc,
     UntilExpr,
+    output_refs,
     wrap_top_level_loop,
 )
 from operonx.ir.plan import plan_scope, scope_is_inline
@@ -62,33 +64,15 @@ def _outputs_proven(node: Node, needed: list[str]) -> bool:
     return proven is not None and set(needed) <= set(proven)
 
 
-# ----------------------------------------------------------------------------------
-# PHASE-1 GUARD (SPEC §8, §9): the Engine runs branches, coalesce and op policies; the
-# code generator does not emit them yet. Until it does, refuse such graphs, located,
-# rather than compile them as if every branch were taken and no policy existed.
-# Remove this block when codegen supports them.
-
-
 def refuse_unsupported(graph: Graph) -> None:
-    """Raise CompileError at the first branch, coalesce() or policy in any scope."""
-    for branch in graph.branches:
-        raise CompileError("branches are not supported by the compiler yet", branch.loc.file,
-                           branch.loc.line, hint="run this graph with the Engine "
-                           "(operonx run) until the compiler supports if_()")
+    """Raise CompileError at the first op policy in any scope (SPEC §9: not compiled yet)."""
     for node in graph.nodes.values():
-        if any(isinstance(s, Coalesce) for s in node.args.values()):
-            raise CompileError("coalesce() (branches) is not supported by the compiler yet",
-                               node.loc.file, node.loc.line,
-                               hint="run this graph with the Engine (operonx run)")
         if node.op is not None and node.op.has_policy:
             raise CompileError(f"op {node.name!r}: timeout=, retry= and cache= are not "
                                "supported by the compiler yet", node.loc.file, node.loc.line,
                                hint="run this graph with the Engine (operonx run)")
         if node.body is not None:
             refuse_unsupported(node.body)
-
-
-# ----------------------------------------------------------------------------------
 
 
 def lower_module(graph: Graph, *, source_path: str, names: FunctionNames) -> ModuleIR:
@@ -134,9 +118,7 @@ def _lower_scope(graph: Graph, qual: str, symbol: str, names: FunctionNames,
     collects: dict[tuple[str, str, bool], CollectIR] = {}
     needed: dict[str, list[str]] = {n: [] for n in graph.nodes}
     for node in graph.nodes.values():
-        for source in node.args.values():
-            if not isinstance(source, OutputRef):
-                continue
+        for source in (r for arg in node.args.values() for r in output_refs(arg)):
             producer = graph.nodes[source.node]
             needed[source.node].append(source.key)
             if source.collect is None:
@@ -151,12 +133,15 @@ def _lower_scope(graph: Graph, qual: str, symbol: str, names: FunctionNames,
             ordered = source.collect == "ordered"
             collects.setdefault((source.node, source.key, ordered),
                                 CollectIR(source.node, source.key, ordered, owner))
+    for read_from, keys in branch_ir.condition_reads(graph).items():
+        needed[read_from] += keys
     if graph.kind == "graph":
         specs = [*graph.results.items(),
                  *((k, s) for k, s in graph.writebacks.items() if k not in graph.results)]
     else:
         specs = list(graph.writebacks.items())
-    results = tuple(ResultIR(k, s.node, s.key, s.depth) for k, s in specs)
+    results = tuple(ResultIR(k, s.node, s.key, s.depth, branch_ir.result_presence(graph, s))
+                    for k, s in specs)
     for spec in [*graph.results.values(), *graph.writebacks.values()]:
         needed[spec.node].append(spec.key)
 
@@ -164,7 +149,7 @@ def _lower_scope(graph: Graph, qual: str, symbol: str, names: FunctionNames,
     for name in plan.order:
         node = graph.nodes[name]
         region = plan.regions[node.context]
-        args = tuple(_arg(k, s, node) for k, s in node.args.items())
+        args = tuple(_arg(k, s, node, graph) for k, s in node.args.items())
         body: ScopeIR | None = None
         function: str | None = None
         returns_none = False
@@ -188,7 +173,8 @@ def _lower_scope(graph: Graph, qual: str, symbol: str, names: FunctionNames,
             needed=tuple(dict.fromkeys(needed[name])), deps=tuple(region.deps[name]),
             context=node.context, max_concurrent=node.max_concurrent,
             fuse=node.op.fuse if node.op is not None else False, loc=node.loc, body=body,
-            positional=_positional(node), outputs_proven=_outputs_proven(node, needed[name])))
+            positional=_positional(node), outputs_proven=_outputs_proven(node, needed[name]),
+            gate=branch_ir.gate(graph, node)))
     # A region that never awaits runs each frame to completion inside its generator's
     # loop, as the Engine does; any other region runs a task per frame (plan's window).
     regions = tuple(
@@ -205,7 +191,7 @@ def _lower_scope(graph: Graph, qual: str, symbol: str, names: FunctionNames,
     return ScopeIR(name=graph.name, kind=graph.kind, qual=qual, symbol=symbol, loc=graph.loc,
                    stages=tuple(stages), regions=regions, results=results,
                    collects=tuple(collects.values()), reads=graph.reads,
-                   inline=scope_is_inline(graph))
+                   inline=scope_is_inline(graph), branches=branch_ir.branches(graph, qual))
 
 
 def _positional(node: Node) -> tuple[str, ...]:
@@ -238,14 +224,18 @@ def _stage_kind(node: Node) -> Any:
     return "gen" if node.is_generator else "call"
 
 
-def _arg(name: str, source: Any, node: Node) -> ArgIR:
+def _arg(name: str, source: Any, node: Node, graph: Graph) -> ArgIR:
+    if isinstance(source, Coalesce):
+        options = tuple(_arg(name, o, node, graph) for o in source.options)
+        return ArgIR(name, "coalesce", options=options)
     if isinstance(source, Const):
         return ArgIR(name, "const", value=literal(source.value, node.loc,
                                                   f"argument {name!r} of {node.name!r}"))
     if isinstance(source, InputRef):
         return ArgIR(name, "input", key=source.key)
     assert isinstance(source, OutputRef)
+    where = branch_ir.presence(graph, node.context, source)
     if source.collect is None:
-        return ArgIR(name, "value", key=source.key, node=source.node)
+        return ArgIR(name, "value", key=source.key, node=source.node, presence=where)
     return ArgIR(name, "collect", key=source.key, node=source.node,
-                 ordered=source.collect == "ordered")
+                 ordered=source.collect == "ordered", presence=where)

@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
 
+from operonx.ir.condition import Condition
 from operonx.ir.model import SourceLoc, UntilExpr
+from operonx.ir.policy import Retry
 from operonx.ir.until import to_python
 
-ArgKind = Literal["const", "input", "value", "collect"]
+ArgKind = Literal["const", "input", "value", "collect", "coalesce"]
 StageKind = Literal["call", "gen", "graph", "loop"]
 OpFlavor = Literal["sync", "async", "cpu", "gen", "asyncgen", "graph", "loop"]
 Strategy = Literal["inline", "tasks"]
@@ -33,16 +35,84 @@ class ArgIR:
     key: str = ""  # input: the PARENT key; value/collect: the output key
     node: str = ""  # value/collect: the producing stage
     ordered: bool = False  # collect: yield order rather than completion order
+    # coalesce: the options, first to last; each value/collect option that a branch may
+    # leave without a value carries the check that tells (SPEC §8)
+    options: tuple[ArgIR, ...] = ()
+    presence: Presence | None = None
 
     def describe(self) -> str:
         if self.kind == "const":
             return literal_text(self.value)
         if self.kind == "input":
             return f"PARENT[{self.key!r}]"
+        if self.kind == "coalesce":
+            return f"coalesce({', '.join(o.describe() for o in self.options)})"
         text = f"{self.node}[{self.key!r}]"
         if self.kind == "collect":
             text += ".collect(ordered=True)" if self.ordered else ".collect()"
         return text
+
+
+@dataclass(frozen=True)
+class Presence:
+    """How a reader tells that a value it may lack (a branch skipped its producer) is there.
+
+    With ``key``: that output of ``stage`` exists (``key in stage's outputs``: a skipped
+    stage's marker holds no key, a sub-graph may leave a key out). Without: ``stage``
+    ran (for a generator, its stream started).
+    """
+
+    stage: str
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class EdgeIR:
+    """An incoming ``>>`` edge of a stage a branch may skip.
+
+    Live when ``source`` ran (``None``: it always runs) and, when ``branch`` guards
+    it, when that branch took ``arm``.
+    """
+
+    source: str | None
+    branch: str | None = None
+    arm: int = 0
+
+
+@dataclass(frozen=True)
+class GateIR:
+    """The check a skippable stage makes before it runs (the Engine's gate, SPEC §8).
+
+    Skipped when one of ``reads`` has none of its options there; else it runs when
+    ``edges`` is empty (an edge is always live) or one edge, tried in order, is live.
+    A branch is decided by the first gate that asks.
+    """
+
+    reads: tuple[tuple[Presence, ...], ...]
+    edges: tuple[EdgeIR, ...]
+
+
+@dataclass(frozen=True)
+class BranchIR:
+    """``if_(c1, t1).elif_(c2, t2).else_(t3)``: decided once per instance of ``context``."""
+
+    name: str
+    qualname: str  # what its errors are named
+    context: tuple[str, ...]
+    arms: tuple[tuple[Condition | None, tuple[str, ...]], ...]  # None: the else arm
+    absent: tuple[Presence, ...]  # condition reads that may find no value: then no arm
+    text: str  # the conditions as written, for messages
+    loc: SourceLoc
+
+
+@dataclass(frozen=True)
+class PolicyIR:
+    """``@op(timeout=, retry=, cache=)`` (SPEC §9)."""
+
+    timeout: float | None
+    retry: Retry | None
+    cache: int | None
+    retry_on: tuple[str, ...] = ()  # the retried exception classes, as generated code names them
 
 
 @dataclass(frozen=True)
@@ -68,6 +138,8 @@ class StageIR:
     # Every return/yield of the op is a dict literal with the needed keys (proven from its
     # source), so the run path needs no outputs check after the call.
     outputs_proven: bool = False
+    gate: GateIR | None = None  # a branch may skip it (SPEC §8)
+    policy: PolicyIR | None = None  # timeout, retry, cache (SPEC §9)
 
     @property
     def awaits(self) -> bool:
@@ -96,6 +168,8 @@ class ResultIR:
     node: str
     out_key: str
     depth: int  # >= 1: a list in yield order, nested streams flattened
+    # A key a branch may leave out of the result: there only when this says so (SPEC §8)
+    presence: Presence | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +207,7 @@ class ScopeIR:
     reads: tuple[str, ...]  # PARENT keys read by its stages
     inline: bool  # no stage at any depth awaits
     loop: LoopIR | None = None
+    branches: tuple[BranchIR, ...] = ()
 
     def stage(self, name: str) -> StageIR:
         return self._stages_by_name[name]

@@ -1,11 +1,11 @@
-"""The CLI on a graph with a branch (SPEC §8): run and graph work, compile refuses for now."""
+"""The CLI on a graph with a branch (SPEC §8): run, graph and compile."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from tests.cli.helpers import Invoke, diagnostic, line_of
+from tests.cli.helpers import Invoke
 
 
 def test_run_routes_through_the_engine(workdir: Path, invoke: Invoke) -> None:
@@ -27,12 +27,19 @@ def test_graph_draws_conditional_edges_dashed_with_their_condition(invoke: Invok
             "style=dashed];") in dot.stdout
 
 
-def test_compile_refuses_the_branch_at_its_line(workdir: Path, invoke: Invoke) -> None:
+def test_compile_writes_a_module_that_routes_like_the_engine(workdir: Path,
+                                                            invoke: Invoke) -> None:
+    import subprocess
+    import sys
+
     result = invoke("compile", "branching.py", "-o", "out.py")
-    assert result.exit_code == 1
-    assert diagnostic("branching.py", line_of("branching.py", "branch")).search(result.stderr)
-    assert "branches are not supported by the compiler yet" in result.stderr
-    assert not (workdir / "out.py").exists()
+    assert result.exit_code == 0, result.stderr
+    for inputs in ('{"text": "a.wav"}', '{"text": "hello"}'):
+        compiled = subprocess.run([sys.executable, "out.py", "--inputs", inputs], cwd=workdir,
+                                  capture_output=True, text=True, check=False)
+        engine = invoke("run", "branching.py", "--inputs", inputs)
+        assert compiled.returncode == 0, compiled.stderr
+        assert json.loads(compiled.stdout) == json.loads(engine.stdout)
 
 
 def test_run_stream_prints_attempts_and_cache_hits(workdir: Path, invoke: Invoke) -> None:

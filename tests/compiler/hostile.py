@@ -27,7 +27,9 @@ IDENTS = ("idx", "span", "rt", "inp", "exc", "result", "out", "state", "scope", 
 # Names the generated programs use themselves: not for their functions.
 _RESERVED_IN_PROGRAM = {"asyncio", "contextlib", "functools", "Any", "AsyncIterator",
                         "Iterator", "op", "GraphOp", "PARENT", "START", "END", "TRACE", "REG",
-                        "register", "keep", "graph", "fail", "v", "n", "vs", "items", "values"}
+                        "register", "keep", "graph", "fail", "v", "n", "vs", "items", "values",
+                        "coalesce", "if_", "prev", "node", "kind", "s", "inner", "t0", "t1",
+                        "t2", "FAIL", "KEPT"}
 KEYS = ("{__import__('os').system('touch PWNED')}", "it's", 'say "hi"', "back\\slash",
         "{{ jinja }}", "{% block x %}", "{#", "new\nline", "tab\tkey", "\u2028", "", " ",
         "área m²", "ﬁx", "fix", "$errors_not", "END", "PARENT", "__class__", "%(x)s", "{}",
@@ -86,7 +88,7 @@ SHAPES = ("plain", "declared", "suppress", "suppress_none", "tryfinally", "halfr
 
 @dataclass
 class Step:
-    kind: str  # map, gen, collect, ordered, loop, sub
+    kind: str  # map, gen, collect, ordered, loop, sub, branch
     fn: str
     key: str
     node: str | None = None  # name=...
@@ -95,6 +97,12 @@ class Step:
     width: int = 2  # gen: yields per frame
     until: str = ""
     state: str = "n"
+    # branch: the classifier is ``fn``; the arms' targets, the condition of the first arm,
+    # whether there is an else arm, and the coalesce default (None: none)
+    arms: list[Step] = field(default_factory=list)
+    condition: str = "eq"
+    has_else: bool = True
+    default: int | None = None
 
 
 @dataclass
@@ -111,6 +119,8 @@ class Program:
                _op("source", "gen", self.source_key, "plain", 0, 0)]
         for step in self.steps:
             out.append(_op(step.fn, step.kind, step.key, step.shape, step.const, step.width))
+            for arm in step.arms:
+                out.append(_op(arm.fn, "map", arm.key, arm.shape, arm.const, 0))
         out.append(f"\nwith GraphOp(name={self.graph_name!r}) as graph:\n")
         out.append(f"    prev = source(v=0, items=PARENT[{self.input_key!r}])\n"
                    "    START >> prev\n")
@@ -135,6 +145,10 @@ class Program:
                 key = step.state
                 out.append("    prev >> node\n    prev = node\n")
                 continue
+            elif step.kind == "branch":
+                out.append(_branch(step, ref))
+                key = step.key
+                continue
             else:  # sub
                 sub_name = step.node
                 out.append(
@@ -154,9 +168,10 @@ import functools
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from operonx.core import END, PARENT, START, GraphOp, op
+from operonx.core import END, PARENT, START, GraphOp, coalesce, if_, op
 
 TRACE: list[int] = []
+KEPT: list[str] = []
 REG: dict[str, Callable[[int], int]] = {}
 
 
@@ -173,11 +188,9 @@ def bump(v: int) -> int:
 REG["twice"] = lambda v: v * 2
 
 
-def keep(fn: Any) -> Any:
-    @functools.wraps(fn)
-    def wrapper(**kwargs: Any) -> Any:
-        return fn(**kwargs)
-    return wrapper
+def keep(fn: Any) -> Any:  # a decorator that marks, and keeps the function as it is
+    KEPT.append(fn.__name__)
+    return fn
 
 
 def fail(v: int) -> None:
@@ -186,8 +199,45 @@ def fail(v: int) -> None:
 '''
 
 
+CONDITIONS = {  # the first arm's condition over the classifier's outputs ("k": v % 3)
+    "eq": 'kind["k"] == 0', "isin": 'kind["k"].isin([0, 2])', "lt": 'kind["k"] < 1',
+    "and": '(kind["k"] >= 0) & (kind["k"] < 1)', "or": '(kind["k"] == 0) | (kind["k"] == 2)',
+    "not": '~(kind["k"] != 0)', "is_none": 'kind["n"].is_none()',
+    "raises": 'kind["n"] < 3',  # None < 3 for odd values: the branch fails
+}
+
+
+def _branch(step: Step, ref: str) -> str:
+    """``classify >> if_(c0, a0).elif_(k == 1, a1)[.else_(a2)]``, joined by ``coalesce``."""
+    targets = [f"t{i}" for i in range(len(step.arms))]
+    code = [f"    kind = {step.fn}(v={ref})\n"]
+    for t, arm in zip(targets, step.arms, strict=True):
+        code.append(f"    {t} = {arm.fn}(v={ref})\n")
+    chain = f"if_({CONDITIONS[step.condition]}, t0)"
+    middle = targets[1:-1] if step.has_else else targets[1:]
+    for i, t in enumerate(middle, 1):
+        chain += f'.elif_(kind["k"] == {i}, {t})'
+    if step.has_else:
+        chain += f".else_({targets[-1]})"
+    options = [f"{t}[{arm.key!r}]" for t, arm in zip(targets, step.arms, strict=True)]
+    if step.default is not None:
+        options.append(repr(step.default))
+    named = f", name={step.node!r}" if step.node else ""
+    code.append(f"    prev >> kind >> {chain}\n"
+                f"    node = join_{step.fn}(v=coalesce({', '.join(options)}){named})\n"
+                f"    [{', '.join(targets)}] >> node\n"
+                "    prev = node\n")
+    return "".join(code)
+
+
 def _op(fn: str, kind: str, key: str, shape: str, const: int, width: int) -> str:
     k = repr(key)
+    if kind == "branch":  # the classifier, and the op that joins the arms
+        return (f"\n\n@op\ndef {fn}(v: int) -> dict[str, Any]:\n"
+                f"    fail(v)\n"
+                f"    return {{'k': v % 3, 'n': None if v % 2 else v}}\n"
+                f"\n\n@op\ndef join_{fn}(v: int) -> dict[str, int]:\n"
+                f"    return {{{k}: v}}\n")
     if kind == "gen":
         return (f"\n\n@op\ndef {fn}(v: int, items: list[int] | None = None) -> "
                 f"Iterator[dict[str, int]]:\n"
@@ -250,7 +300,7 @@ def programs(draw: st.DrawFn, max_steps: int = 5, max_depth: int = 4) -> Program
         while True:
             name = draw(_identifier())
             if (canonical(name) not in used_fns and name not in _RESERVED_IN_PROGRAM
-                    and not name.startswith("__") and name != "source"
+                    and not name.startswith(("__", "join_")) and name != "source"
                     and name not in used_nodes):
                 used_fns.add(canonical(name))
                 used_nodes.add(name)  # its node's default name
@@ -269,7 +319,7 @@ def programs(draw: st.DrawFn, max_steps: int = 5, max_depth: int = 4) -> Program
                       source_key=draw(_key()), fail=draw(st.sampled_from([-1, -1, -1, 2, 4])))
     depth = 1
     for _ in range(draw(st.integers(1, max_steps))):
-        kinds = ["map", "map", "loop", "sub"]
+        kinds = ["map", "map", "loop", "sub", "branch", "branch"]
         if depth < max_depth:
             kinds.append("gen")
         if depth > 0:
@@ -279,6 +329,13 @@ def programs(draw: st.DrawFn, max_steps: int = 5, max_depth: int = 4) -> Program
         step = Step(kind=kind, fn=fn, key=draw(_key()), node=node_name(),
                     shape=draw(st.sampled_from(SHAPES)), const=draw(st.integers(0, 3)),
                     width=draw(st.integers(0, 2)))
+        if kind == "branch":
+            step.arms = [Step(kind="map", fn=fresh_fn(), key=draw(_key()),
+                              shape=draw(st.sampled_from(SHAPES)), const=draw(st.integers(0, 3)))
+                         for _ in range(draw(st.integers(2, 3)))]
+            step.condition = draw(st.sampled_from(sorted(CONDITIONS)))
+            step.has_else = draw(st.booleans())
+            step.default = draw(st.one_of(st.none(), st.integers(-9, -1)))
         if step.node is None and kind in ("loop", "sub"):  # a `with` block needs a name
             step.node = next(f"{kind}{n}" for n in itertools.count()
                              if f"{kind}{n}" not in used_nodes)

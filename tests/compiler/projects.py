@@ -16,7 +16,7 @@ from typing import Any
 
 from compiler import compile_file
 from compiler.frontend.load import find_graphs, load_module, select_graph
-from tests.compiler.helpers import load_source
+from tests.compiler.helpers import assert_equivalent, load_source
 
 LEVELS = (0, 1, 2)
 HEAD = "from operonx.core import END, PARENT, START, GraphOp, op\n"
@@ -39,6 +39,21 @@ def engine_graph(path: str) -> Any:
 def compiled(path: str, level: int, directory: Path) -> types.ModuleType:
     """``operonx compile path -O<level>``, imported from a real file in ``directory``."""
     return load_source(compile_file(path, opt_level=level).source, directory, f"O{level}")
+
+
+def each_level(directory: Path, source: str, *inputs: dict[str, Any],
+               name: str = "graph_src") -> list[types.ModuleType]:
+    """Write ``source`` as ``name.py``, compile it at every level and check each module
+    against the Engine on every one of ``inputs``; the modules, -O0 first."""
+    path = write_project(directory, {f"{name}.py": source})
+    graph = engine_graph(path)
+    modules = []
+    for level in LEVELS:
+        module = compiled(path, level, directory)
+        for given in inputs:
+            assert_equivalent(graph, module, given)
+        modules.append(module)
+    return modules
 
 
 def mypy_strict(path: str, directory: Path) -> subprocess.CompletedProcess[str]:

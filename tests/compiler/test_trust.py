@@ -18,9 +18,10 @@ import pytest
 from compiler import compile_graph
 from compiler.frontend.load import find_graphs, load_module, select_graph
 from operonx.core import Engine, OpError
+from tests.compiler import projects
 from tests.compiler.helpers import assert_equivalent, load_source
+from tests.compiler.projects import LEVELS, engine_graph, write_project
 
-LEVELS = (0, 1, 2)
 HEADER = """\
 import asyncio
 import contextlib
@@ -33,27 +34,18 @@ from operonx.core import END, PARENT, START, GraphOp, op
 
 def graph_file(tmp_path: Path, body: str, name: str = "graph_src") -> tuple[str, Any]:
     """Write a graph file (the header's imports + ``body``) and load its one graph."""
-    path = tmp_path / f"{name}.py"
-    path.write_text(HEADER + textwrap.dedent(body), encoding="utf-8")
-    _name, graph = select_graph(find_graphs(load_module(str(path))), None, str(path))
-    return str(path), graph
+    path = write_project(tmp_path, {f"{name}.py": HEADER + textwrap.dedent(body)})
+    return path, engine_graph(path)
+
+
+def each_level(tmp_path: Path, body: str, *inputs: dict[str, Any]) -> list[Any]:
+    """Compile ``body``'s graph at every level and check it against the Engine."""
+    return projects.each_level(tmp_path, HEADER + textwrap.dedent(body), *inputs)
 
 
 def compiled(path: str, graph: Any, tmp_path: Path, level: int) -> Any:
     result = compile_graph(graph, source_path=path, graph_name="graph", opt_level=level)
     return load_source(result.source, tmp_path, f"O{level}")
-
-
-def each_level(tmp_path: Path, body: str, *inputs: dict[str, Any]) -> list[Any]:
-    """Compile ``body``'s graph at every level and check it against the Engine."""
-    path, graph = graph_file(tmp_path, body)
-    modules = []
-    for level in LEVELS:
-        module = compiled(path, graph, tmp_path, level)
-        for given in inputs:
-            assert_equivalent(graph, module, given)
-        modules.append(module)
-    return modules
 
 
 # ----------------------------------------------------------- class 1: layout and meaning
