@@ -35,16 +35,15 @@ def _graph_ir(graph: Any) -> Any:
 def _lower(graph: Any, source_path: str, opt_level: int) -> tuple[Any, Any, Any]:
     from compiler.codegen.render import RUNTIME_NAMES
     from compiler.frontend.extract import extract
-    from compiler.ir.lower import lower_module, refuse_unsupported
+    from compiler.ir.lower import lower_module
     from compiler.ir.verify import verify
 
     if opt_level not in (0, 1, 2):
         raise CompileError(f"unknown optimisation level -O{opt_level} (use -O0, -O1 or -O2)",
                            exit_code=2)
     ir = _graph_ir(graph)
-    refuse_unsupported(ir)  # before extraction: say what is unsupported before anything else
     extraction = extract(ir, reserved=RUNTIME_NAMES)
-    module = lower_module(ir, source_path=source_path, names=extraction.function_names)
+    module = lower_module(ir, source_path=source_path, extraction=extraction)
     module = replace(module, opt_level=opt_level)
     verify(module)
     return ir, extraction, module

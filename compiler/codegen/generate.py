@@ -6,7 +6,6 @@ import ast
 import hashlib
 import os
 import re
-import symtable
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -26,7 +25,7 @@ from compiler.codegen.render import (
 )
 from compiler.codegen.scopes import ModuleNames, ScopeWriter
 from compiler.errors import EXIT_INTERNAL, CompileError
-from compiler.frontend.extract import Extraction
+from compiler.frontend.extract import Extraction, module_level_names
 from compiler.frontend.types import output_types, param_type
 from compiler.ir.nodes import ModuleIR
 from compiler.passes.base import PassReport
@@ -56,6 +55,8 @@ def generate(module: ModuleIR, graph: Graph, extraction: Extraction,
     traced_top = names.scope_fns[(module.top.symbol, "traced")]
     fast_code = _checked_code(functions[:fast_count])
     traced_code = _checked_code(functions[fast_count:])
+    policy_code = _checked_code(names.policy_objects) if names.policy_objects else None
+    extra_imports = [f"import {module} as {alias}" for module, alias in names.imports.items()]
 
     renames = extraction.renames
     types = _Types(graph, renames)
@@ -90,7 +91,8 @@ def generate(module: ModuleIR, graph: Graph, extraction: Extraction,
         docstring=(f"The graph {module.graph_name!r} of {basename}, compiled by operonx.\n\n"
                    "Entry points: run, run_sync, stream, main. Imports only the standard "
                    "library,\nuvloop and what the copied ops import.\n"),
-        imports=merge_imports([*RUNTIME_IMPORTS, *extraction.imports]),
+        imports=merge_imports([*RUNTIME_IMPORTS, *extraction.imports, *extra_imports]),
+        policy_objects=policy_code,
         source_name=basename,
         blocks=[{"origin": f"{os.path.basename(b.origin.file)}:{b.origin.line}",
                  "source": Code(b.source.rstrip("\n"))} for b in extraction.blocks],
@@ -114,20 +116,6 @@ def generate(module: ModuleIR, graph: Graph, extraction: Extraction,
     text = render(**view)
     verify_module(text, module.source_path, graph.loc.line)
     return text
-
-
-def module_level_names(extraction: Extraction) -> set[str]:
-    """Every name the copied code and its imports bind at module level."""
-    found: set[str] = set()
-    for block in extraction.blocks:
-        table = symtable.symtable(block.source, "<copied>", "exec")
-        found.update(sym.get_name() for sym in table.get_symbols()
-                     if sym.is_assigned() or sym.is_imported() or sym.is_namespace())
-    for line in extraction.imports:
-        for node in ast.parse(line).body:
-            if isinstance(node, (ast.Import, ast.ImportFrom)):
-                found.update((a.asname or a.name).split(".")[0] for a in node.names)
-    return found
 
 
 def _checked_code(functions: list[ast.stmt]) -> Code:

@@ -32,15 +32,16 @@ STDLIB = frozenset(sys.stdlib_module_names)
 RUNTIME_IMPORTS = (
     "import argparse", "import asyncio", "import collections", "import contextlib",
     "import functools", "import json", "import operator", "import random",
-    "import sys", "import time", "import uvloop",
+    "import sys", "import threading", "import time", "import uvloop",
     "from collections.abc import AsyncIterator, Awaitable, Callable, Mapping",
     "from dataclasses import dataclass",
-    "from typing import Any, Literal, NoReturn, NotRequired, TypedDict, cast",
+    "from typing import Any, Literal, NoReturn, NotRequired, TypeVar, TypedDict, cast",
 )
 RUNTIME_NAMES = frozenset({
     "argparse", "asyncio", "collections", "contextlib", "functools", "json", "operator",
-    "random", "sys", "time", "uvloop", "AsyncIterator", "Awaitable", "Callable", "Mapping",
-    "dataclass", "Any", "Literal", "NoReturn", "NotRequired", "TypedDict", "cast",
+    "random", "sys", "threading", "time", "uvloop", "AsyncIterator", "Awaitable", "Callable",
+    "Mapping", "dataclass", "Any", "Literal", "NoReturn", "NotRequired", "TypeVar", "TypedDict",
+    "cast", "_T",
     "OperonxError", "GraphError", "InputError", "OpError", "LoopLimitExceeded", "SpanContext",
     "Frame", "ErrorInfo", "Inputs", "Result", "run", "run_sync", "stream", "main",
     "_SKIPPED", "_FAILED", "_rng", "_by_index", "_new_trace_id", "_new_span_id", "_op_error",
@@ -50,7 +51,8 @@ RUNTIME_NAMES = frozenset({
     "_Limits", "_REQUIRED", "_ACCEPTED", "_OP_FAILURES", "_cancelling", "_gen_failed",
     "_agen_failed", "_GRAPH", "_READS", "_REQUIRED_ORDER", "_ChromeTraceWriter",
     "_is_op_failure", "_closing_note", "annotations", "_NO_ARM", "_FAILED_ARM", "_UNDECIDED",
-    "_branch_error",
+    "_branch_error", "_Retry", "_Exhausted", "_Flight", "_MISS", "_Cache", "_timed", "_Policy",
+    "_awaiting", "_in_thread", "_at_once", "_attempts_note",
 })  # tests/compiler/test_trust.py checks this covers every name the templates bind
 
 
@@ -146,12 +148,19 @@ def merge_imports(lines: Iterable[str]) -> list[Code]:
                  if group(n) == g]
         for module in sorted(m for m in froms if group(m) == g):
             names = ", ".join(spell(n, a) for n, a in
-                              sorted(froms[module], key=lambda x: (x[0], x[1] or "")))
+                              sorted(froms[module], key=lambda x: (_isort(x[0]), x[1] or "")))
             block.append(f"from {module} import {names}")
         if block and out:
             out.append(Code(""))
         out += [Code(line) for line in block]
     return out
+
+
+def _isort(name: str) -> tuple[int, str, str]:
+    """isort's (and ruff's) order of imported names: CONSTANTS, Classes, then the rest,
+    each case-insensitively."""
+    kind = 0 if name.isupper() and len(name) > 1 else 1 if name[:1].isupper() else 2
+    return kind, name.lower(), name
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,16 @@ from compiler.codegen import pyast as py
 from compiler.codegen.gates import Gates
 from compiler.codegen.names import Namespace
 from compiler.codegen.pyast import Ident
-from compiler.ir.nodes import ArgIR, ModuleIR, Presence, RegionIR, ResultIR, ScopeIR, StageIR
+from compiler.ir.nodes import (
+    ArgIR,
+    ExceptionRef,
+    ModuleIR,
+    Presence,
+    RegionIR,
+    ResultIR,
+    ScopeIR,
+    StageIR,
+)
 from compiler.ir.printer import where
 from operonx.ir.model import UntilExpr
 from operonx.ir.until import to_ast
@@ -148,6 +157,9 @@ class ModuleNames:
     loop_fns: dict[tuple[str, str], Ident] = field(default_factory=dict)
     semaphores: dict[str, tuple[Ident, int]] = field(default_factory=dict)  # qualname -> attr
     attrs: Namespace = field(default_factory=Namespace)  # _Limits attribute names
+    policies: dict[str, Ident] = field(default_factory=dict)  # qualname -> _Policy object
+    policy_objects: Stmts = field(default_factory=list)  # their module-level definitions
+    imports: dict[str, Ident] = field(default_factory=dict)  # module -> alias (retry's on=)
 
     def scope_fn(self, scope: ScopeIR, mode: Mode) -> Ident:
         key = (scope.symbol, mode)
@@ -160,6 +172,55 @@ class ModuleNames:
         if key not in self.loop_fns:
             self.loop_fns[key] = self.ns.fresh(f"_{mode}_loop_{scope.symbol}__{stage.name}")
         return self.loop_fns[key]
+
+    def policy(self, stage: StageIR) -> Ident:
+        """The module-level ``_Policy`` of a stage (its cache lives as long as the module)."""
+        if stage.qualname not in self.policies:
+            assert stage.policy is not None
+            p = stage.policy
+            retry: ast.expr = py.lit(None)
+            if p.retry is not None:
+                on = ast.Tuple(elts=[self.exception(e) for e in p.retry_on], ctx=ast.Load())
+                retry = py.expr("_Retry(attempts=N, delay=DELAY, backoff=BACKOFF, "
+                                "max_delay=MAX, on=ON)", N=py.lit(p.retry.attempts),
+                                DELAY=py.lit(float(p.retry.delay)),
+                                BACKOFF=py.lit(float(p.retry.backoff)),
+                                MAX=py.lit(None if p.retry.max_delay is None
+                                           else float(p.retry.max_delay)), ON=on)
+            var = self.ns.fresh(f"_policy_{stage.qualname.replace('.', '__')}")
+            self.policy_objects += [
+                py.comment(f"{where(stage.loc)}: {stage.qualname}"),
+                *py.stmts("P = _Policy(timeout=TIMEOUT, retry=RETRY, cache=CACHE)", P=var,
+                          TIMEOUT=py.lit(None if p.timeout is None else float(p.timeout)),
+                          RETRY=retry, CACHE=py.lit(p.cache))]
+            self.policies[stage.qualname] = var
+        return self.policies[stage.qualname]
+
+    def invoke(self, stage: StageIR) -> Ident:
+        """How the stage's policy runs one attempt (a module-level function)."""
+        key = f"invoke {stage.qualname}"
+        if key not in self.policies:
+            assert stage.function is not None
+            how = {"async": "_awaiting", "cpu": "_in_thread"}.get(stage.flavor, "_at_once")
+            var = self.ns.fresh(f"_invoke_{stage.qualname.replace('.', '__')}")
+            self.policy_objects += py.stmts("V = HOW(FN)", V=var, HOW=Ident(how),
+                                            FN=Ident(stage.function))
+            self.policies[key] = var
+        return self.policies[key]
+
+    def exception(self, ref: ExceptionRef) -> ast.expr:
+        """An exception class as generated code names it (importing its module if needed)."""
+        first, *rest = ref.name.split(".")
+        if ref.module:
+            if ref.module not in self.imports:
+                self.imports[ref.module] = self.ns.fresh(ref.module.replace(".", "_"))
+            value: ast.expr = py.name(self.imports[ref.module])
+            rest = [first, *rest]
+        else:
+            value = py.name(Ident(first))
+        for part in rest:
+            value = ast.Attribute(value=value, attr=str(Ident(part)), ctx=ast.Load())
+        return value
 
     def semaphore(self, stage: StageIR) -> Ident:
         if stage.qualname not in self.semaphores:
@@ -372,7 +433,7 @@ class ScopeWriter:
 
     def _awaits(self, st: StageIR) -> bool:
         """Whether this stage's code contains an ``await`` in this mode."""
-        if st.flavor in ("async", "cpu", "asyncgen"):
+        if st.flavor in ("async", "cpu", "asyncgen") or (st.policy and st.policy.awaited):
             return True
         if st.kind == "gen":
             return self.scope.region((*st.context, st.name)).strategy != "inline"
@@ -619,6 +680,9 @@ class ScopeWriter:
         assert st.function is not None
         fn = Ident(st.function)
         name, idx = py.lit(st.qualname), ctx.index()
+        if st.policy is not None:
+            self._policy_call_fast(out, st, ctx)
+            return
         if st.flavor == "cpu":
             call = py.expr("await asyncio.get_running_loop().run_in_executor("
                            "None, functools.partial(FN, **KW))", FN=fn, KW=self._kwargs(st))
@@ -648,11 +712,43 @@ class ScopeWriter:
             self._check(out, st, var, idx, unpack=st.name not in self.forced)
         self._publish(out, st, ctx)
 
+    def _policy_call_fast(self, out: Stmts, st: StageIR, ctx: Ctx) -> None:
+        """An op with a timeout, retries or a cache: through its module-level policy."""
+        assert st.function is not None and st.policy is not None
+        var, name, idx = self.out[st.name], py.lit(st.qualname), ctx.index()
+        kwargs = self._inputs_dict(st)
+        policy = self.names.policy(st)
+        if st.policy.awaited:
+            call = py.expr("(await P.call_async(INVOKE, KW))[0]", P=policy,
+                           INVOKE=self.names.invoke(st), KW=kwargs)
+        else:
+            call = py.expr("P.call_sync(FN, KW)[0]", P=policy, FN=Ident(st.function),
+                           KW=kwargs)
+        attempt = py.stmts("""
+            try:
+                V = CALL
+            except _Exhausted as EXC:
+                raise _op_error(NAME, IDX, EXC.error, EXC.attempts) from EXC.error
+        """, V=var, CALL=call, EXC=self.fn.exc, NAME=name, IDX=idx)
+        if st.policy.awaited:
+            attempt = py.stmts("async with RT.SEM:\n    ATTEMPT", RT=self.fn.rt,
+                               SEM=self.names.semaphore(st), ATTEMPT=attempt)
+        out += attempt
+        self._check(out, st, var, idx, unpack=st.name not in self.forced)
+        self._publish(out, st, ctx)
+
     def _call_traced(self, out: Stmts, st: StageIR, ctx: Ctx) -> None:
         var = self.out[st.name]
         assert st.function is not None
         head = [py.lit(st.qualname), ctx.index(), ctx.span_expr(), py.lit(tuple(st.needed))]
-        if st.flavor == "async":
+        if st.policy is not None and st.policy.awaited:
+            call = py.expr("await RT.apcall(*HEAD, RT.SEM, P, INVOKE, **KW)", RT=self.fn.rt,
+                           HEAD=head, SEM=self.names.semaphore(st), P=self.names.policy(st),
+                           INVOKE=self.names.invoke(st), KW=self._kwargs(st))
+        elif st.policy is not None:
+            call = py.expr("RT.pcall(*HEAD, P, FN, **KW)", RT=self.fn.rt, HEAD=head,
+                           P=self.names.policy(st), FN=Ident(st.function), KW=self._kwargs(st))
+        elif st.flavor == "async":
             call = py.expr("await RT.acall(*HEAD, RT.SEM, FN, **KW)", RT=self.fn.rt, HEAD=head,
                            SEM=self.names.semaphore(st), FN=Ident(st.function),
                            KW=self._kwargs(st))
@@ -728,7 +824,23 @@ class ScopeWriter:
             frame.write(body)
             body += py.stmts("C += 1", C=counter)
             before = []
-        loop = py.stmts(("async for" if is_async else "for") + """ ITEM in IT:
+        step_timeout = st.policy.timeout if st.policy is not None else None
+        if is_async and step_timeout is not None:  # each step has its own deadline (SPEC §9)
+            loop = py.stmts("""
+                while True:
+                    try:
+                        ITEM = await _timed(IT.__anext__(), TIMEOUT)
+                    except StopAsyncIteration:
+                        break
+                    try:
+                        BODY
+                    except BaseException:
+                        IN_FRAME = True
+                        raise
+            """, ITEM=item, IT=it, TIMEOUT=py.lit(float(step_timeout)), BODY=body,
+                IN_FRAME=in_frame)
+        else:
+            loop = py.stmts(("async for" if is_async else "for") + """ ITEM in IT:
     try:
         BODY
     except BaseException:

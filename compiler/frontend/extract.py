@@ -26,6 +26,7 @@ import contextlib
 import inspect
 import keyword
 import os
+import symtable
 import sys
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -97,6 +98,20 @@ _TYPING_KEYS = {"Any": ("from", "typing", "Any"),
 _OPERONX_ROOTS = ("operonx",)
 
 EntityKey = tuple[str, ...]
+
+
+def module_level_names(extraction: Extraction) -> set[str]:
+    """Every name the copied code and its imports bind at module level."""
+    found: set[str] = set()
+    for block in extraction.blocks:
+        table = symtable.symtable(block.source, "<copied>", "exec")
+        found.update(sym.get_name() for sym in table.get_symbols()
+                     if sym.is_assigned() or sym.is_imported() or sym.is_namespace())
+    for line in extraction.imports:
+        for node in ast.parse(line).body:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                found.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return found
 
 
 def extract(graph: Graph, reserved: Iterable[str] = ()) -> Extraction:

@@ -13,8 +13,10 @@ from typing import Any
 
 from compiler.codegen.pyast import lit
 from compiler.errors import CompileError
+from compiler.frontend.extract import Extraction, module_level_names
 from compiler.frontend.types import return_annotation
 from compiler.ir import branches as branch_ir
+from compiler.ir import policies as policy_ir
 from compiler.ir.nodes import (
     ArgIR,
     CollectIR,
@@ -64,25 +66,13 @@ def _outputs_proven(node: Node, needed: list[str]) -> bool:
     return proven is not None and set(needed) <= set(proven)
 
 
-def refuse_unsupported(graph: Graph) -> None:
-    """Raise CompileError at the first op policy in any scope (SPEC §9: not compiled yet)."""
-    for node in graph.nodes.values():
-        if node.op is not None and node.op.has_policy:
-            raise CompileError(f"op {node.name!r}: timeout=, retry= and cache= are not "
-                               "supported by the compiler yet", node.loc.file, node.loc.line,
-                               hint="run this graph with the Engine (operonx run)")
-        if node.body is not None:
-            refuse_unsupported(node.body)
-
-
-def lower_module(graph: Graph, *, source_path: str, names: FunctionNames) -> ModuleIR:
-    refuse_unsupported(graph)
+def lower_module(graph: Graph, *, source_path: str, extraction: Extraction) -> ModuleIR:
     if graph.nested:
         raise CompileError(f"{graph.name!r} is a sub-graph of another graph; compile the "
                            "top-level graph", graph.loc.file, graph.loc.line)
     transparent = graph.kind == "loop"
     scope_graph = wrap_top_level_loop(graph) if transparent else graph
-    top = _lower_scope(scope_graph, "", _symbol(graph.name), names, transparent)
+    top = _Lowering(extraction).scope(scope_graph, "", _symbol(graph.name), transparent)
     optional: list[tuple[str, object]] = []
     for key, source in graph.declared_inputs.items():
         if isinstance(source, Const):
@@ -112,86 +102,95 @@ def _flavor(node: Node) -> OpFlavor:
             OpKind.ASYNCGEN: "asyncgen"}[node.op.kind]  # type: ignore[return-value]
 
 
-def _lower_scope(graph: Graph, qual: str, symbol: str, names: FunctionNames,
-                 transparent: bool = False) -> ScopeIR:
-    plan = plan_scope(graph)
-    collects: dict[tuple[str, str, bool], CollectIR] = {}
-    needed: dict[str, list[str]] = {n: [] for n in graph.nodes}
-    for node in graph.nodes.values():
-        for source in (r for arg in node.args.values() for r in output_refs(arg)):
-            producer = graph.nodes[source.node]
-            needed[source.node].append(source.key)
-            if source.collect is None:
-                continue
-            owner = producer.out_context[:-1]
-            if node.context != owner:
-                raise CompileError(
-                    f"{node.name!r} reads {source.node}[{source.key!r}].collect() from inside "
-                    f"a stream of that collection ({'/'.join(node.context)}); the compiler "
-                    "only supports collecting into the region that owns the stream",
-                    node.loc.file, node.loc.line)
-            ordered = source.collect == "ordered"
-            collects.setdefault((source.node, source.key, ordered),
-                                CollectIR(source.node, source.key, ordered, owner))
-    for read_from, keys in branch_ir.condition_reads(graph).items():
-        needed[read_from] += keys
-    if graph.kind == "graph":
-        specs = [*graph.results.items(),
-                 *((k, s) for k, s in graph.writebacks.items() if k not in graph.results)]
-    else:
-        specs = list(graph.writebacks.items())
-    results = tuple(ResultIR(k, s.node, s.key, s.depth, branch_ir.result_presence(graph, s))
-                    for k, s in specs)
-    for spec in [*graph.results.values(), *graph.writebacks.values()]:
-        needed[spec.node].append(spec.key)
+class _Lowering:
+    """Lowers the scopes of one module (what they share: the copied code's names)."""
 
-    stages: list[StageIR] = []
-    for name in plan.order:
-        node = graph.nodes[name]
-        region = plan.regions[node.context]
-        args = tuple(_arg(k, s, node, graph) for k, s in node.args.items())
-        body: ScopeIR | None = None
-        function: str | None = None
-        returns_none = False
-        if node.op is not None:
-            function = names[node.op.fn]
-            returns_none = return_annotation(node.op) == "None"
-        child_qual = qual if transparent else f"{qual}{name}."
-        if node.body is not None:
-            body = _lower_scope(node.body, child_qual, f"{symbol}__{_symbol(name)}", names)
-            if node.kind is NodeKind.LOOP:
-                until = node.body.until
-                assert until is not None
-                # A callable until was copied by the frontend; the loop calls it by name.
-                until_ir = until if isinstance(until, UntilExpr) else names[until]
-                state = tuple((k, literal(v, node.loc, f"loop state {k!r}"))
-                              for k, v in node.body.state.items())
-                body = _with_loop(body, LoopIR(state, until_ir, node.body.max_iterations))
-        stages.append(StageIR(
-            name=name, qualname=f"{qual}{name}", kind=_stage_kind(node), flavor=_flavor(node),
-            function=function, returns_none=returns_none, args=args,
-            needed=tuple(dict.fromkeys(needed[name])), deps=tuple(region.deps[name]),
-            context=node.context, max_concurrent=node.max_concurrent,
-            fuse=node.op.fuse if node.op is not None else False, loc=node.loc, body=body,
-            positional=_positional(node), outputs_proven=_outputs_proven(node, needed[name]),
-            gate=branch_ir.gate(graph, node)))
-    # A region that never awaits runs each frame to completion inside its generator's
-    # loop, as the Engine does; any other region runs a task per frame (plan's window).
-    regions = tuple(
-        RegionIR(generator=r.generator, context=ctx,
-                 levels=tuple(tuple(level) for level in r.levels),
-                 inline=r.inline, window=r.window,
-                 strategy="inline" if r.inline or not r.levels else "tasks")
-        for ctx, r in sorted(plan.regions.items(), key=lambda item: (len(item[0]), item[0])))
-    known = {r.context for r in regions}
-    empty = tuple(RegionIR(generator=st.name, context=(*st.context, st.name), levels=(),
-                           inline=True, window=1)
-                  for st in stages if st.kind == "gen" and (*st.context, st.name) not in known)
-    regions = tuple(sorted((*regions, *empty), key=lambda r: (len(r.context), r.context)))
-    return ScopeIR(name=graph.name, kind=graph.kind, qual=qual, symbol=symbol, loc=graph.loc,
-                   stages=tuple(stages), regions=regions, results=results,
-                   collects=tuple(collects.values()), reads=graph.reads,
-                   inline=scope_is_inline(graph), branches=branch_ir.branches(graph, qual))
+    def __init__(self, extraction: Extraction) -> None:
+        self.extraction = extraction
+        self.names: FunctionNames = extraction.function_names
+        self.copied = frozenset(module_level_names(extraction))
+
+    def scope(self, graph: Graph, qual: str, symbol: str,
+              transparent: bool = False) -> ScopeIR:
+        plan = plan_scope(graph)
+        collects: dict[tuple[str, str, bool], CollectIR] = {}
+        needed: dict[str, list[str]] = {n: [] for n in graph.nodes}
+        for node in graph.nodes.values():
+            for source in (r for arg in node.args.values() for r in output_refs(arg)):
+                producer = graph.nodes[source.node]
+                needed[source.node].append(source.key)
+                if source.collect is None:
+                    continue
+                owner = producer.out_context[:-1]
+                if node.context != owner:
+                    raise CompileError(
+                        f"{node.name!r} reads {source.node}[{source.key!r}].collect() from inside "
+                        f"a stream of that collection ({'/'.join(node.context)}); the compiler "
+                        "only supports collecting into the region that owns the stream",
+                        node.loc.file, node.loc.line)
+                ordered = source.collect == "ordered"
+                collects.setdefault((source.node, source.key, ordered),
+                                    CollectIR(source.node, source.key, ordered, owner))
+        for read_from, keys in branch_ir.condition_reads(graph).items():
+            needed[read_from] += keys
+        if graph.kind == "graph":
+            specs = [*graph.results.items(),
+                     *((k, s) for k, s in graph.writebacks.items() if k not in graph.results)]
+        else:
+            specs = list(graph.writebacks.items())
+        results = tuple(ResultIR(k, s.node, s.key, s.depth, branch_ir.result_presence(graph, s))
+                        for k, s in specs)
+        for spec in [*graph.results.values(), *graph.writebacks.values()]:
+            needed[spec.node].append(spec.key)
+
+        stages: list[StageIR] = []
+        for name in plan.order:
+            node = graph.nodes[name]
+            region = plan.regions[node.context]
+            args = tuple(_arg(k, s, node, graph) for k, s in node.args.items())
+            body: ScopeIR | None = None
+            function: str | None = None
+            returns_none = False
+            if node.op is not None:
+                function = self.names[node.op.fn]
+                returns_none = return_annotation(node.op) == "None"
+            child_qual = qual if transparent else f"{qual}{name}."
+            if node.body is not None:
+                body = self.scope(node.body, child_qual, f"{symbol}__{_symbol(name)}")
+                if node.kind is NodeKind.LOOP:
+                    until = node.body.until
+                    assert until is not None
+                    # A callable until was copied by the frontend; the loop calls it by name.
+                    until_ir = until if isinstance(until, UntilExpr) else self.names[until]
+                    state = tuple((k, literal(v, node.loc, f"loop state {k!r}"))
+                                  for k, v in node.body.state.items())
+                    body = _with_loop(body, LoopIR(state, until_ir, node.body.max_iterations))
+            stages.append(StageIR(
+                name=name, qualname=f"{qual}{name}", kind=_stage_kind(node), flavor=_flavor(node),
+                function=function, returns_none=returns_none, args=args,
+                needed=tuple(dict.fromkeys(needed[name])), deps=tuple(region.deps[name]),
+                context=node.context, max_concurrent=node.max_concurrent,
+                fuse=node.op.fuse if node.op is not None else False, loc=node.loc, body=body,
+                positional=_positional(node), outputs_proven=_outputs_proven(node, needed[name]),
+                gate=branch_ir.gate(graph, node),
+                policy=policy_ir.policy(node, self.extraction, self.copied)))
+        # A region that never awaits runs each frame to completion inside its generator's
+        # loop, as the Engine does; any other region runs a task per frame (plan's window).
+        regions = tuple(
+            RegionIR(generator=r.generator, context=ctx,
+                     levels=tuple(tuple(level) for level in r.levels),
+                     inline=r.inline, window=r.window,
+                     strategy="inline" if r.inline or not r.levels else "tasks")
+            for ctx, r in sorted(plan.regions.items(), key=lambda item: (len(item[0]), item[0])))
+        known = {r.context for r in regions}
+        empty = tuple(RegionIR(generator=st.name, context=(*st.context, st.name), levels=(),
+                               inline=True, window=1)
+                      for st in stages if st.kind == "gen" and (*st.context, st.name) not in known)
+        regions = tuple(sorted((*regions, *empty), key=lambda r: (len(r.context), r.context)))
+        return ScopeIR(name=graph.name, kind=graph.kind, qual=qual, symbol=symbol, loc=graph.loc,
+                       stages=tuple(stages), regions=regions, results=results,
+                       collects=tuple(collects.values()), reads=graph.reads,
+                       inline=scope_is_inline(graph), branches=branch_ir.branches(graph, qual))
 
 
 def _positional(node: Node) -> tuple[str, ...]:

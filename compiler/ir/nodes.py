@@ -106,13 +106,23 @@ class BranchIR:
 
 
 @dataclass(frozen=True)
+class ExceptionRef:
+    """An exception class as generated code names it: ``module`` imported (``""``: a name
+    the module already binds, a builtin or copied code) and ``name`` in it."""
+
+    module: str
+    name: str
+
+
+@dataclass(frozen=True)
 class PolicyIR:
     """``@op(timeout=, retry=, cache=)`` (SPEC §9)."""
 
     timeout: float | None
     retry: Retry | None
     cache: int | None
-    retry_on: tuple[str, ...] = ()  # the retried exception classes, as generated code names them
+    awaited: bool  # the call is awaited (async, bound="cpu", or sync with waiting retries)
+    retry_on: tuple[ExceptionRef, ...] = ()  # the classes ``retry`` retries on
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ _RESERVED_IN_PROGRAM = {"asyncio", "contextlib", "functools", "Any", "AsyncItera
                         "Iterator", "op", "GraphOp", "PARENT", "START", "END", "TRACE", "REG",
                         "register", "keep", "graph", "fail", "v", "n", "vs", "items", "values",
                         "coalesce", "if_", "prev", "node", "kind", "s", "inner", "t0", "t1",
-                        "t2", "FAIL", "KEPT"}
+                        "t2", "FAIL", "KEPT", "CALLS", "first_call_fails", "Retry"}
 KEYS = ("{__import__('os').system('touch PWNED')}", "it's", 'say "hi"', "back\\slash",
         "{{ jinja }}", "{% block x %}", "{#", "new\nline", "tab\tkey", "\u2028", "", " ",
         "área m²", "ﬁx", "fix", "$errors_not", "END", "PARENT", "__class__", "%(x)s", "{}",
@@ -83,7 +83,8 @@ def _until_expr(state: tuple[str, ...]) -> st.SearchStrategy[str]:
 # ----------------------------------------------------------------------------- programs
 
 SHAPES = ("plain", "declared", "suppress", "suppress_none", "tryfinally", "halfreturn",
-          "decorated", "registry", "async", "async_suppress")
+          "decorated", "registry", "async", "async_suppress", "retry", "cached",
+          "async_policy")
 
 
 @dataclass
@@ -168,7 +169,7 @@ import functools
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from operonx.core import END, PARENT, START, GraphOp, coalesce, if_, op
+from operonx.core import END, PARENT, START, GraphOp, Retry, coalesce, if_, op
 
 TRACE: list[int] = []
 KEPT: list[str] = []
@@ -196,6 +197,15 @@ def keep(fn: Any) -> Any:  # a decorator that marks, and keeps the function as i
 def fail(v: int) -> None:
     if v == FAIL:
         raise ValueError(f"bad value {v}")
+
+
+CALLS: dict[int, int] = {}
+
+
+def first_call_fails(v: int) -> None:  # for retried ops: the first call per value fails
+    CALLS[v] = CALLS.get(v, 0) + 1
+    if CALLS[v] == 1:
+        raise ConnectionError(f"first call for {v}")
 '''
 
 
@@ -279,6 +289,15 @@ def _op(fn: str, kind: str, key: str, shape: str, const: int, width: int) -> str
                 f"    return None\n")
     elif shape == "decorated":
         decorators = "@op\n@keep\n"
+    elif shape == "retry":
+        decorators = "@op(retry=Retry(attempts=2, on=(ConnectionError,)))\n"
+        head = f"def {fn}(v: int) -> dict[str, int]:\n    fail(v)\n    first_call_fails(v)\n"
+    elif shape == "cached":
+        decorators = "@op(cache=2)\n"
+    elif shape == "async_policy":
+        decorators = "@op(timeout=30.0, retry=Retry(attempts=2, delay=0.001), cache=True)\n"
+        head = (f"async def {fn}(v: int) -> dict[str, int]:\n    await asyncio.sleep(0)\n"
+                f"    fail(v)\n    first_call_fails(v)\n")
     elif shape == "registry":
         body = f"    return {{{k}: REG['bump'](v) + REG['twice']({const})}}\n"
     elif shape in ("async", "async_suppress"):
