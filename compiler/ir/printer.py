@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from compiler.ir.nodes import ModuleIR, RegionIR, ScopeIR, StageIR, literal_text, until_text
+from operonx.ir.condition import describe
 from operonx.ir.model import SourceLoc
 
 
@@ -52,6 +53,14 @@ def _stage(stage: StageIR, lines: list[str], pad: str) -> None:
         extra.append("fuse=False")
     if stage.inline_loop:
         extra.append("inlined")
+    if stage.gate is not None:
+        extra.append("skippable")
+    if stage.policy is not None:
+        p = stage.policy
+        parts = [f"timeout={p.timeout:g}" if p.timeout is not None else "",
+                 f"retry={p.retry.attempts}" if p.retry is not None else "",
+                 f"cache={p.cache}" if p.cache is not None else ""]
+        extra.append(" ".join(x for x in parts if x))
     tail = f"  [{'; '.join(extra)}]" if extra else ""
     lines.append(f"{pad}{stage.flavor:<8} {stage.name} = {callee}({args}){tail}  "
                  f"# {where(stage.loc)}")
@@ -66,6 +75,11 @@ def _scope(scope: ScopeIR, lines: list[str], pad: str) -> None:
         state = ", ".join(f"{k}={literal_text(v)}" for k, v in scope.loop.state)
         lines.append(f"{pad}  loop state({state}) until {until_text(scope.loop.until)} "
                      f"max_iterations={scope.loop.max_iterations}")
+    for branch in scope.branches:
+        arms = "; ".join(("else" if cond is None else f"if {describe(cond)}") + " -> "
+                         + ", ".join(targets) for cond, targets in branch.arms)
+        lines.append(f"{pad}  branch {branch.name} in {_ctx(branch.context)}: {arms}  "
+                     f"# {where(branch.loc)}")
     for region in scope.regions:
         _region(region, lines, pad + "  ")
     for stage in scope.stages:
