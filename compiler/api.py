@@ -32,18 +32,26 @@ def _graph_ir(graph: Any) -> Any:
     return graph.ir
 
 
-def _lower(graph: Any, source_path: str, opt_level: int) -> tuple[Any, Any, Any]:
+def _lower(graph: Any, source_path: str, opt_level: int,
+           typecheck: bool = True) -> tuple[Any, Any, Any]:
+    """Graph IR -> extraction -> types (checked unless ``typecheck`` is off) -> lowered IR."""
     from compiler.codegen.render import RUNTIME_NAMES
     from compiler.frontend.extract import extract
     from compiler.ir.lower import lower_module
     from compiler.ir.verify import verify
+    from compiler.typecheck import analyse_types, unknown_types
 
     if opt_level not in (0, 1, 2):
         raise CompileError(f"unknown optimisation level -O{opt_level} (use -O0, -O1 or -O2)",
                            exit_code=2)
     ir = _graph_ir(graph)
     extraction = extract(ir, reserved=RUNTIME_NAMES)
-    module = lower_module(ir, source_path=source_path, extraction=extraction)
+    if typecheck:
+        types = analyse_types(ir, extraction, reserved=RUNTIME_NAMES)
+        types.raise_problems()  # every wiring problem, located; nothing is written
+    else:
+        types = unknown_types(ir)
+    module = lower_module(ir, source_path=source_path, extraction=extraction, types=types)
     module = replace(module, opt_level=opt_level)
     verify(module)
     return ir, extraction, module
@@ -60,9 +68,7 @@ def compile_graph(graph: Any, *, source_path: str, graph_name: str,
     from compiler.ir.verify import verify
     from compiler.passes import pipeline
 
-    ir, extraction, module = _lower(graph, source_path, opt_level)
-    if typecheck:
-        _typecheck(ir, extraction)
+    ir, extraction, module = _lower(graph, source_path, opt_level, typecheck)
     reports: list[PassReport] = []
     try:
         for _name, run_pass in pipeline(opt_level):
@@ -98,16 +104,6 @@ def compile_file(path: str, graph_name: str | None = None, opt_level: int = 2,
 
 
 # ------------------------------------------------------------------ type check (SPEC §7.1)
-
-
-def _typecheck(ir: Any, extraction: Any) -> Any:
-    """The wiring check: raises ``TypeCheckError`` listing every problem; the types else."""
-    from compiler.codegen.render import RUNTIME_NAMES
-    from compiler.typecheck import analyse_types
-
-    types = analyse_types(ir, extraction, reserved=RUNTIME_NAMES)
-    types.raise_problems()
-    return types
 
 
 def typecheck(graph: Any) -> Any:
@@ -146,7 +142,7 @@ def explain(path: str, graph_name: str | None = None) -> str:
     from compiler.passes import pipeline
 
     name, graph = _load(path, graph_name)
-    _ir, _extraction, module = _lower(graph, path, 2)
+    _ir, _extraction, module = _lower(graph, path, 2, typecheck=False)
     out = [f"# operonx explain {os.path.basename(path)} (graph {name!r})", "",
            "## lowered", print_module(module)]
     for pass_name, run_pass in pipeline(2):

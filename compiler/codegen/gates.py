@@ -71,9 +71,11 @@ class Gates:
     # ---------------------------------------------------------------- presence
 
     def present(self, p: Presence) -> ast.expr:
-        """True when the value (or stream) ``p`` describes is there."""
+        """True when the value (or stream) ``p`` describes is there: its producer ran (a
+        failed one stops its readers before they read), and a sub-graph, which may leave a
+        key out, has the key."""
         w = self.w
-        if p.key is not None:
+        if p.key is not None and w.scope.stage(p.stage).kind == "graph":
             return py.expr("K in V", K=py.lit(p.key), V=w.out[p.stage])
         return py.expr("M is not _SKIPPED", M=w.marker_of(p.stage))
 
@@ -127,16 +129,20 @@ class Gates:
 
     def _decide(self, decision: Decision, ctx: Ctx) -> Stmts:
         branch, w = decision.branch, self.w
-        chain: ast.stmt | None = None
         last = branch.arms[-1]
-        tail = decision.store(py.lit(len(branch.arms) - 1)) if last[0] is None \
-            else decision.store(py.expr("_NO_ARM"))
-        for i in reversed(range(len(branch.arms) - (1 if last[0] is None else 0))):
-            cond, _targets = branch.arms[i]
-            assert cond is not None
-            chain = ast.If(test=self.condition(cond), body=decision.store(py.lit(i)),
-                           orelse=[chain] if chain is not None else tail)
-        tried: Stmts = [chain] if chain is not None else tail
+        otherwise = py.lit(len(branch.arms) - 1) if last[0] is None else py.expr("_NO_ARM")
+        conditional = [(i, cond) for i, (cond, _t) in enumerate(branch.arms) if cond is not None]
+        tried: Stmts
+        if len(conditional) == 1:  # one test: ``B = 0 if test else otherwise``
+            (i, cond), = conditional
+            tried = decision.store(ast.IfExp(test=self.condition(cond), body=py.lit(i),
+                                             orelse=otherwise))
+        else:  # the first arm whose condition holds, as if/elif/else
+            chain: Stmts = decision.store(otherwise)
+            for i, cond in reversed(conditional):
+                chain = [ast.If(test=self.condition(cond), body=decision.store(py.lit(i)),
+                                orelse=chain)]
+            tried = chain
         index = ctx.index_at(len(branch.context))
         if w.mode == "fast":
             failed = py.stmts("raise _branch_error(NAME, IDX, EXC, TEXT) from EXC",
@@ -184,7 +190,14 @@ class Gates:
                 case condition.AnyOf(parts=parts):
                     return ast.BoolOp(op=ast.Or(), values=[build(p) for p in parts])
                 case condition.Not(part=part):
-                    return ast.UnaryOp(op=ast.Not(), operand=build(part))
+                    inner = build(part)
+                    if isinstance(inner, ast.Compare) and isinstance(
+                            inner.ops[0], (ast.Eq, ast.NotEq)):
+                        # ``not bool(a != b)``, which is ``not (a != b)`` exactly (ruff would
+                        # have ``a == b``, which is not the same for every type)
+                        inner = ast.Call(func=ast.Name(id="bool", ctx=ast.Load()),
+                                         args=[inner], keywords=[])
+                    return ast.UnaryOp(op=ast.Not(), operand=inner)
             raise AssertionError(f"not a condition: {c!r}")
 
         return build(cond)

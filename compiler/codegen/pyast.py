@@ -304,6 +304,24 @@ def fix_blocks(tree: ast.AST) -> None:
                 value.append(ast.Pass())
 
 
+def merge_nested_ifs(tree: ast.AST) -> None:
+    """``if a:`` whose whole body is ``if b: ...`` (neither with an ``else``) becomes
+    ``if a and b: ...``, in place: ``and`` evaluates ``b`` only when ``a`` holds, as before."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and not node.orelse:
+            while (len(node.body) == 1 and isinstance(node.body[0], ast.If)
+                   and not node.body[0].orelse):
+                inner = node.body[0]
+                node.test = ast.BoolOp(op=ast.And(), values=[*_conjuncts(node.test),
+                                                             *_conjuncts(inner.test)])
+                node.body = inner.body
+
+
+def _conjuncts(test: ast.expr) -> list[ast.expr]:
+    return list(test.values) if isinstance(test, ast.BoolOp) and isinstance(
+        test.op, ast.And) else [test]
+
+
 # ------------------------------------------------------------------------ rendering
 
 
@@ -315,6 +333,7 @@ def render(body: Sequence[ast.stmt]) -> str:
     """
     module = ast.Module(body=list(body), type_ignores=[])
     fix_blocks(module)
+    merge_nested_ifs(module)
     ast.fix_missing_locations(module)  # the unparser reads ``lineno`` for type comments
     chunks: list[str] = []
     for i, stmt in enumerate(module.body):
@@ -341,11 +360,12 @@ def strip_comments(body: Sequence[ast.stmt]) -> ast.Module:
         def visit_Expr(self, node: ast.Expr) -> ast.AST | None:
             return None if is_comment(node) else self.generic_visit(node)
 
-    module = ast.Module(body=list(body), type_ignores=[])
-    fix_blocks(module)
     import copy
 
-    return _Strip().visit(copy.deepcopy(module))  # type: ignore[no-any-return]
+    module = ast.Module(body=copy.deepcopy(list(body)), type_ignores=[])
+    fix_blocks(module)
+    merge_nested_ifs(module)
+    return _Strip().visit(module)  # type: ignore[no-any-return]
 
 
 def check_roundtrip(body: Sequence[ast.stmt], text: str) -> None:

@@ -147,9 +147,13 @@ def merge_imports(lines: Iterable[str]) -> list[Code]:
         block = [f"import {spell(n, a)}" for n, a in sorted(plain, key=lambda x: (x[0], x[1] or ""))
                  if group(n) == g]
         for module in sorted(m for m in froms if group(m) == g):
-            names = ", ".join(spell(n, a) for n, a in
-                              sorted(froms[module], key=lambda x: (_isort(x[0]), x[1] or "")))
-            block.append(f"from {module} import {names}")
+            # isort's way: plain names on one line, then each ``name as alias`` on its own
+            ordered = sorted(froms[module], key=lambda x: (_isort(x[0]), x[1] or ""))
+            plain_names = [n for n, a in ordered if not a or a == n]
+            if plain_names:
+                block.append(f"from {module} import {', '.join(plain_names)}")
+            block += [f"from {module} import {spell(n, a)}" for n, a in ordered
+                      if a and a != n]
         if block and out:
             out.append(Code(""))
         out += [Code(line) for line in block]

@@ -75,6 +75,24 @@ def _keywords(pairs: Sequence[tuple[str, ast.expr]]) -> list[ast.keyword]:
     return out
 
 
+def _typed(template: str, type_text: str | None, **subs: py.Sub) -> Stmts:
+    """``template`` (one assignment), annotated with ``type_text`` when it is known (§7.1)."""
+    stmts = py.stmts(template, **subs)
+    if type_text is None:
+        return stmts
+    (assign,) = stmts
+    assert isinstance(assign, ast.Assign) and len(assign.targets) == 1
+    target = assign.targets[0]
+    assert isinstance(target, ast.Name)
+    return [ast.AnnAssign(target=target, annotation=_annotation(type_text), value=assign.value,
+                          simple=1)]
+
+
+def _annotation(type_text: str) -> ast.expr:
+    """A type the type check spelt for generated code, as an annotation expression."""
+    return ast.parse(type_text, mode="eval").body
+
+
 def _rethrow_cancellation(exc: Ident) -> Stmts:
     """Around an await: a CancelledError that cancels the run is not the op's failure."""
     return py.stmts("if not _is_op_failure(EXC):\n    raise", EXC=exc)
@@ -349,7 +367,8 @@ class ScopeWriter:
         if unpack:
             for key in keys:
                 local = self.fn.ns.fresh(f"{st.name}_{key}")
-                reads += py.stmts("L = V[K]", L=local, V=var, K=py.lit(key))
+                reads += _typed("L = V[K]", st.output_type(key), L=local, V=var,
+                                K=py.lit(key))
                 self.unpacked[(st.name, key)] = local
         if st.outputs_proven:
             # The op's every return/yield is a dict literal with these keys: nothing to check.
@@ -460,10 +479,11 @@ class ScopeWriter:
         returns = "Result" if self.mode == "fast" and s is self.module.top else "dict[str, Any]"
         body: Stmts = []
         for key, var in self.inp.items():
-            body += py.stmts("V = INP[K]", V=var, INP=fn.inp, K=py.lit(key))
+            body += _typed("V = INP[K]", dict(s.input_types).get(key), V=var, INP=fn.inp,
+                           K=py.lit(key))
         for r in s.results:
             if r.depth > 0:
-                body += py.stmts("B: list[Any] = []", B=self.res[r.key])
+                body += self._result_list(r)
         self.region(body, s.region(()), Ctx(fn.idx, span=fn.span))
         body += self._returns()
         return [py.comment(f"{where(s.loc)}: {s.kind} {s.name!r}"),
@@ -481,7 +501,7 @@ class ScopeWriter:
         expression, and the test of whether it is there (None: always)."""
         for r in self.scope.results:
             if r.depth > 0:
-                out += py.stmts("B: list[Any] = []", B=self.res[r.key])
+                out += self._result_list(r)
         self.region(out, self.scope.region(()), ctx.inner_scope())
         return {r.key: (self._result_value(r.key), self._result_there(r))
                 for r in self.scope.results}
@@ -537,6 +557,24 @@ class ScopeWriter:
         out += py.stmts("return R", R=result)
         return out
 
+    def _result_list(self, r: ResultIR) -> Stmts:
+        """The list a streamed result collects into: values, or (index, value) pairs when
+        frames finish out of yield order."""
+        sorted_later = not self._in_order_direct(self._out_ctx(r.node), ())
+        item = self._item_type(r.node, r.out_key, sorted_later)
+        return py.stmts("B: T = []", B=self.res[r.key], T=_annotation(f"list[{item}]"))
+
+    def _buffer(self, node: str, key: str, ordered: bool, owner: tuple[str, ...]) -> Stmts:
+        """A ``.collect()`` buffer (typed like ``_result_list``)."""
+        sorted_later = ordered and not self._in_order_direct(self._out_ctx(node), owner)
+        item = self._item_type(node, key, sorted_later)
+        return py.stmts("B: T = []", B=self.bufs[(node, key, ordered)],
+                        T=_annotation(f"list[{item}]"))
+
+    def _item_type(self, node: str, key: str, with_index: bool) -> str:
+        value = self.scope.stage(node).output_type(key) or "Any"
+        return f"tuple[tuple[int, ...], {value}]" if with_index else value
+
     def _out_ctx(self, name: str) -> tuple[str, ...]:
         st = self.scope.stage(name)
         return (*st.context, st.name) if st.kind == "gen" else st.context
@@ -546,7 +584,7 @@ class ScopeWriter:
     def region(self, out: Stmts, region: RegionIR, ctx: Ctx) -> None:
         for c in self.scope.collects:
             if c.owner == region.context:
-                out += py.stmts("B: list[Any] = []", B=self.bufs[(c.node, c.key, c.ordered)])
+                out += self._buffer(c.node, c.key, c.ordered, c.owner)
         in_tasks = {n for level in region.levels
                     if sum(self._awaits(self.scope.stage(m)) for m in level) > 1
                     for n in level if self._awaits(self.scope.stage(n))}
@@ -589,8 +627,8 @@ class ScopeWriter:
                 body.append(ast.Return(value=ast.Dict(keys=[], values=[])))
             else:
                 body += py.stmts("return M", M=self._marker(st.name))
-            out.append(py.function(task_fn, [], py.expr("dict[str, Any]"), body,
-                                   is_async=True))
+            returns = "Any" if st.gate is not None and st.kind == "call" else "dict[str, Any]"
+            out.append(py.function(task_fn, [], py.expr(returns), body, is_async=True))
             handle = ns.fresh(f"{st.name}_handle")
             handles.append((st, handle))
             spawns += py.stmts("H = G.create_task(F())", H=handle, G=group, F=task_fn)
@@ -615,6 +653,10 @@ class ScopeWriter:
             if (st.kind == "gen" and self._needs_var(st)) or (
                     st.kind != "gen" and (guard is not None or st.gate is not None)):
                 out += py.stmts("M = _FAILED", M=marker)
+        elif st.gate is not None and st.kind == "call":
+            # The marker, or whatever the op returns (None included, until the outputs check
+            # turns it into an error): the readers' typed locals carry the precise types.
+            out += py.stmts("M: Any = _SKIPPED", M=marker)
         elif st.gate is not None and (st.kind != "gen" or self._needs_var(st)):
             out += py.stmts("M = _SKIPPED", M=marker)
         inner = ctx.nest((1 if guard is not None else 0) + (2 if st.gate is not None else 0))
@@ -962,7 +1004,8 @@ class ScopeWriter:
         keys = [*literals, *(k for k in bound if k not in literals)]
         local = {k: ns.fresh(f"{st.name}_{k}") for k in keys}
         for k in keys:
-            out += py.stmts("L = V", L=local[k], V=bound[k] if k in bound else py.lit(literals[k]))
+            out += _typed("L = V", dict(loop.state_types).get(k), L=local[k],
+                          V=bound[k] if k in bound else py.lit(literals[k]))
 
         def state_dict() -> ast.expr:
             return ast.Dict(keys=[py.lit(k) for k in keys],

@@ -28,6 +28,7 @@ from compiler.ir.nodes import (
     ScopeIR,
     StageIR,
 )
+from compiler.typecheck.model import GraphTypes
 from operonx.ir.model import (
     Coalesce,
     Const,
@@ -66,13 +67,14 @@ def _outputs_proven(node: Node, needed: list[str]) -> bool:
     return proven is not None and set(needed) <= set(proven)
 
 
-def lower_module(graph: Graph, *, source_path: str, extraction: Extraction) -> ModuleIR:
+def lower_module(graph: Graph, *, source_path: str, extraction: Extraction,
+                 types: GraphTypes) -> ModuleIR:
     if graph.nested:
         raise CompileError(f"{graph.name!r} is a sub-graph of another graph; compile the "
                            "top-level graph", graph.loc.file, graph.loc.line)
     transparent = graph.kind == "loop"
     scope_graph = wrap_top_level_loop(graph) if transparent else graph
-    top = _Lowering(extraction).scope(scope_graph, "", _symbol(graph.name), transparent)
+    top = _Lowering(extraction, types).scope(scope_graph, "", _symbol(graph.name), transparent)
     optional: list[tuple[str, object]] = []
     for key, source in graph.declared_inputs.items():
         if isinstance(source, Const):
@@ -81,9 +83,16 @@ def lower_module(graph: Graph, *, source_path: str, extraction: Extraction) -> M
         optional.append((key, literal(value, graph.loc, f"loop state {key!r}")))
     routes = tuple((k, s.key) for k, s in graph.declared_inputs.items()
                    if isinstance(s, InputRef))
+    results = {r.key: r for r in top.results}
     return ModuleIR(graph_name=graph.name, source_path=source_path, top=top,
                     required_inputs=graph.required_inputs,
-                    optional_inputs=tuple(dict(optional).items()), input_routes=routes)
+                    optional_inputs=tuple(dict(optional).items()), input_routes=routes,
+                    input_fields=tuple((k, f.text, f.required) for k, f in types.inputs.items()),
+                    # a key a branch may leave out is not required, whatever its type
+                    result_fields=tuple(
+                        (k, f.text, f.required and results[k].presence is None)
+                        for k, f in types.result.items() if k in results),
+                    type_imports=types.imports)
 
 
 def _symbol(name: str) -> str:
@@ -105,8 +114,9 @@ def _flavor(node: Node) -> OpFlavor:
 class _Lowering:
     """Lowers the scopes of one module (what they share: the copied code's names)."""
 
-    def __init__(self, extraction: Extraction) -> None:
+    def __init__(self, extraction: Extraction, types: GraphTypes) -> None:
         self.extraction = extraction
+        self.types = types
         self.names: FunctionNames = extraction.function_names
         self.copied = frozenset(module_level_names(extraction))
 
@@ -151,9 +161,11 @@ class _Lowering:
             body: ScopeIR | None = None
             function: str | None = None
             returns_none = False
+            returns: str | None = None
             if node.op is not None:
                 function = self.names[node.op.fn]
-                returns_none = return_annotation(node.op) == "None"
+                returns = return_annotation(node.op, self.extraction.renames.get(node.op.fn))
+                returns_none = returns == "None"
             child_qual = qual if transparent else f"{qual}{name}."
             if node.body is not None:
                 body = self.scope(node.body, child_qual, f"{symbol}__{_symbol(name)}")
@@ -164,7 +176,9 @@ class _Lowering:
                     until_ir = until if isinstance(until, UntilExpr) else self.names[until]
                     state = tuple((k, literal(v, node.loc, f"loop state {k!r}"))
                                   for k, v in node.body.state.items())
-                    body = _with_loop(body, LoopIR(state, until_ir, node.body.max_iterations))
+                    state_types = _known(self.types.scope(node.body).state)
+                    body = _with_loop(body, LoopIR(state, until_ir, node.body.max_iterations,
+                                                   state_types))
             stages.append(StageIR(
                 name=name, qualname=f"{qual}{name}", kind=_stage_kind(node), flavor=_flavor(node),
                 function=function, returns_none=returns_none, args=args,
@@ -173,7 +187,8 @@ class _Lowering:
                 fuse=node.op.fuse if node.op is not None else False, loc=node.loc, body=body,
                 positional=_positional(node), outputs_proven=_outputs_proven(node, needed[name]),
                 gate=branch_ir.gate(graph, node),
-                policy=policy_ir.policy(node, self.extraction, self.copied)))
+                policy=policy_ir.policy(node, self.extraction, self.copied),
+                output_types=self._output_types(graph, node), returns=returns))
         # A region that never awaits runs each frame to completion inside its generator's
         # loop, as the Engine does; any other region runs a task per frame (plan's window).
         regions = tuple(
@@ -190,7 +205,27 @@ class _Lowering:
         return ScopeIR(name=graph.name, kind=graph.kind, qual=qual, symbol=symbol, loc=graph.loc,
                        stages=tuple(stages), regions=regions, results=results,
                        collects=tuple(collects.values()), reads=graph.reads,
-                       inline=scope_is_inline(graph), branches=branch_ir.branches(graph, qual))
+                       inline=scope_is_inline(graph), branches=branch_ir.branches(graph, qual),
+                       input_types=self._input_types(graph))
+
+    def _output_types(self, graph: Graph, node: Node) -> tuple[tuple[str, str], ...]:
+        scope = self.types.scope(graph)
+        if node.name in scope.outputs:
+            return _known(scope.outputs[node.name])
+        if node.kind is NodeKind.LOOP and node.body is not None:  # a top-level loop's wrapper
+            return _known(self.types.scope(node.body).state)
+        return ()
+
+    def _input_types(self, graph: Graph) -> tuple[tuple[str, str], ...]:
+        if graph in self.types.scopes:
+            return _known(self.types.scope(graph).inputs)
+        # the wrapper of a top-level loop reads the run's inputs
+        return _known({k: f.text for k, f in self.types.inputs.items()})
+
+
+def _known(texts: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """The types that say something (``Any`` says nothing: no annotation is written)."""
+    return tuple((k, t) for k, t in texts.items() if t != "Any")
 
 
 def _positional(node: Node) -> tuple[str, ...]:

@@ -150,6 +150,13 @@ class StageIR:
     outputs_proven: bool = False
     gate: GateIR | None = None  # a branch may skip it (SPEC §8)
     policy: PolicyIR | None = None  # timeout, retry, cache (SPEC §9)
+    # SPEC §7.1: the type of each output key as a reader at the stage's depth sees it,
+    # as generated code spells it; only where it is known (not ``Any``)
+    output_types: tuple[tuple[str, str], ...] = ()
+    returns: str | None = None  # the copied op function's return annotation
+
+    def output_type(self, key: str) -> str | None:
+        return dict(self.output_types).get(key)
 
     @property
     def awaits(self) -> bool:
@@ -199,6 +206,7 @@ class LoopIR:
     state: tuple[tuple[str, object], ...]  # (key, initial value), literal-checked
     until: UntilExpr | str  # a checked expression, or the copied until function's name
     max_iterations: int
+    state_types: tuple[tuple[str, str], ...] = ()  # key -> type text, where known (§7.1)
 
 
 @dataclass(frozen=True)
@@ -218,6 +226,7 @@ class ScopeIR:
     inline: bool  # no stage at any depth awaits
     loop: LoopIR | None = None
     branches: tuple[BranchIR, ...] = ()
+    input_types: tuple[tuple[str, str], ...] = ()  # PARENT key -> type text, where known
 
     def stage(self, name: str) -> StageIR:
         return self._stages_by_name[name]
@@ -247,6 +256,11 @@ class ModuleIR:
     input_routes: tuple[tuple[str, str], ...]  # (scope key, run input key): inputs={k: PARENT[x]}
     fast_path: bool = False  # pass drop_bookkeeping: ``run`` gets a path without frames
     opt_level: int = 2
+    # SPEC §7.1: the Inputs and Result TypedDicts, (key, type text, required), and the
+    # imports their texts need
+    input_fields: tuple[tuple[str, str, bool], ...] = ()
+    result_fields: tuple[tuple[str, str, bool], ...] = ()
+    type_imports: tuple[str, ...] = ()
 
 
 def until_text(until: UntilExpr | str) -> str:

@@ -7,6 +7,7 @@ import collections
 import importlib.util
 import itertools
 import json
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -92,3 +93,20 @@ def assert_equivalent(graph: Any, module: types.ModuleType, inputs: dict[str, An
             ef, cf = ef[:-1], cf[:-1]
         assert frames_multiset(cf) == frames_multiset(ef)
         assert cf[-1].op_name == "END"
+
+
+def mypy_strict(files: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``mypy --strict`` over generated modules (a cache of its own, nothing incremental)."""
+    return subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental",
+                           "--cache-dir", str(cwd / ".mypy"), *files],
+                          capture_output=True, text=True, cwd=cwd, timeout=900, check=False)
+
+
+def ruff_check(files: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """ruff over generated modules with the project's rules (pyproject.toml's, isolated from
+    any config around them): names that look like others are allowed, as in the project."""
+    return subprocess.run([sys.executable, "-m", "ruff", "check", "--isolated", "--select",
+                           "E,F,W,I,B,UP,SIM,RUF", "--ignore", "RUF001,RUF002,RUF003",
+                           "--line-length", "100", "--target-version", "py311", "--no-cache",
+                           *files], capture_output=True, text=True, cwd=cwd, timeout=300,
+                          check=False)

@@ -311,7 +311,10 @@ def _op(fn: str, kind: str, key: str, shape: str, const: int, width: int) -> str
 
 
 @st.composite
-def programs(draw: st.DrawFn, max_steps: int = 5, max_depth: int = 4) -> Program:
+def programs(draw: st.DrawFn, max_steps: int = 5, max_depth: int = 4,
+             well_typed_until: bool = False) -> Program:
+    """A random program; ``well_typed_until``: loops stop on ``n >= k`` alone (an ``until`` that
+    is a type error is one at run time on both paths, and mypy reports it in the module)."""
     used_fns: set[str] = set()
     used_nodes: set[str] = set()
 
@@ -365,7 +368,9 @@ def programs(draw: st.DrawFn, max_steps: int = 5, max_depth: int = 4) -> Program
             step.state = state
             names = ("n", state) if state.isidentifier() and not keyword.iskeyword(state) \
                 else ("n",)
-            step.until = f"n >= {draw(st.integers(1, 4))} or {draw(_until_expr(names))}"
+            step.until = f"n >= {draw(st.integers(1, 4))}"
+            if not well_typed_until:
+                step.until += f" or {draw(_until_expr(names))}"
         depth += {"gen": 1, "collect": -1, "ordered": -1}.get(kind, 0)
         program.steps.append(step)
     return program

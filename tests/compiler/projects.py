@@ -8,7 +8,6 @@ each optimisation level, loaded from real files exactly as a user would.
 from __future__ import annotations
 
 import subprocess
-import sys
 import textwrap
 import types
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 from compiler import compile_file
 from compiler.frontend.load import find_graphs, load_module, select_graph
+from tests.compiler import helpers
 from tests.compiler.helpers import assert_equivalent, load_source
 
 LEVELS = (0, 1, 2)
@@ -58,7 +58,4 @@ def each_level(directory: Path, source: str, *inputs: dict[str, Any],
 
 def mypy_strict(path: str, directory: Path) -> subprocess.CompletedProcess[str]:
     """``mypy --strict`` over a compiled module written to ``directory``."""
-    return subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-incremental",
-         "--cache-dir", str(directory / ".mypy"), path],
-        capture_output=True, text=True, cwd=directory, timeout=600, check=False)
+    return helpers.mypy_strict([path], directory)

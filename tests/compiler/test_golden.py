@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.compiler.helpers import mypy_strict, ruff_check
 from tests.golden.cases import CASES, REPO, Case, golden_path, kinds, render
 
 HINT = "regenerate with `python -m tests.golden.regenerate` and review the diff"
@@ -52,19 +53,12 @@ def _golden_modules(tmp_path: Path) -> list[str]:
 
 
 def test_golden_modules_pass_mypy_strict(tmp_path: Path) -> None:
-    files = _golden_modules(tmp_path)
-    done = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental",
-                           "--cache-dir", str(tmp_path / ".mypy"), *files],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=600, check=False)
+    done = mypy_strict(_golden_modules(tmp_path), tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_golden_modules_pass_ruff(tmp_path: Path) -> None:
-    files = _golden_modules(tmp_path)
-    done = subprocess.run([sys.executable, "-m", "ruff", "check", "--isolated", "--select",
-                           "E,F,W,I,B,UP,SIM,RUF", "--line-length", "100", "--target-version",
-                           "py311", "--no-cache", *files],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=300, check=False)
+    done = ruff_check(_golden_modules(tmp_path), tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
 
 

@@ -27,8 +27,10 @@ from tests.compiler.helpers import (
     engine_stream,
     frames_multiset,
     load_source,
+    mypy_strict,
     normalise_collect,
     outcome,
+    ruff_check,
 )
 from tests.compiler.hostile import Program, programs
 
@@ -93,3 +95,36 @@ def test_hostile_programs_compile_exactly_or_are_refused(program: Program,
 def test_deep_hostile_programs(program: Program, items: list[int]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         check_program(program, items, Path(tmp))
+
+
+def test_hostile_modules_pass_mypy_strict_and_ruff(tmp_path: Path) -> None:
+    """Hostile names, branches, policies, typed locals: every module still type-checks."""
+
+    found: list[Program] = []
+
+    @settings(max_examples=8, derandomize=True, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(program=programs(well_typed_until=True))
+    def collect(program: Program) -> None:
+        found.append(program)
+
+    collect()
+    files = []
+    for i, program in enumerate(found):
+        path = tmp_path / f"hostile_src_{i}.py"
+        path.write_text(program.render(), encoding="utf-8")
+        _name, graph = select_graph(find_graphs(load_module(str(path))), None, str(path))
+        for level in (0, 2):
+            try:
+                source = compile_graph(graph, source_path=str(path), graph_name="g",
+                                       opt_level=level).source
+            except CompileError:
+                continue
+            out = tmp_path / f"hostile_{i}_O{level}.py"
+            out.write_text(source, encoding="utf-8")
+            files.append(str(out))
+    assert len(files) >= 8
+    mypy = mypy_strict(files, tmp_path)
+    assert mypy.returncode == 0, mypy.stdout
+    ruff = ruff_check(files, tmp_path)
+    assert ruff.returncode == 0, ruff.stdout

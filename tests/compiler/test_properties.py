@@ -25,8 +25,10 @@ from tests.compiler.helpers import (
     engine_stream,
     frames_multiset,
     load_source,
+    mypy_strict,
     normalise_collect,
     outcome,
+    ruff_check,
 )
 
 STEPS = ("add", "aadd", "expand", "aexpand", "collect", "ordered", "diamond", "adiamond",
@@ -131,8 +133,6 @@ def test_engine_and_compiled_agree(steps: list[str], items: list[int], fail: int
 
 def test_random_graph_modules_pass_mypy_strict_and_ruff(tmp_path: Path) -> None:
     import random
-    import subprocess
-    import sys
 
     rng = random.Random(5)
     files = []
@@ -145,12 +145,7 @@ def test_random_graph_modules_pass_mypy_strict_and_ruff(tmp_path: Path) -> None:
             path = tmp_path / f"prop_{i}_O{level}.py"
             path.write_text(source)
             files.append(str(path))
-    mypy = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental",
-                           "--cache-dir", str(tmp_path / ".mypy"), *files],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=600, check=False)
+    mypy = mypy_strict(files, tmp_path)
     assert mypy.returncode == 0, mypy.stdout
-    ruff = subprocess.run([sys.executable, "-m", "ruff", "check", "--isolated", "--select",
-                           "E,F,W,I,B,UP,SIM,RUF", "--line-length", "100", "--target-version",
-                           "py311", "--no-cache", *files],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=300, check=False)
+    ruff = ruff_check(files, tmp_path)
     assert ruff.returncode == 0, ruff.stdout
