@@ -1039,7 +1039,9 @@ class ScopeWriter:
                 raise _loop_limit(NAME, LIMIT)
         """, PASS=ns.fresh("_iteration"), LIMIT=py.lit(loop.max_iterations), BODY=body,
             NAME=py.lit(st.qualname))
-        if self._needs_var(st):
+        for k in keys:  # readers read the (typed) state locals
+            self.unpacked[(st.name, k)] = local[k]
+        if st.name in self.forced or st.name in self.checked:  # the outputs as a dict too
             out += py.stmts("V: dict[str, Any] = STATE", V=self.out[st.name], STATE=state_dict())
 
 
