@@ -168,7 +168,8 @@ def _lower_scope(graph: Graph, qual: str, symbol: str, names: FunctionNames,
             needed=tuple(dict.fromkeys(needed[name])), deps=tuple(region.deps[name]),
             context=node.context, max_concurrent=node.max_concurrent,
             fuse=node.op.fuse if node.op is not None else False, loc=node.loc, body=body,
-            positional=_positional(node), outputs_proven=_outputs_proven(node, needed[name])))
+            positional=_positional(node), outputs_proven=_outputs_proven(node, needed[name]),
+            resources=node.op.resources if node.op is not None else ()))
     regions = tuple(
         RegionIR(generator=r.generator, context=ctx,
                  levels=tuple(tuple(level) for level in r.levels),

@@ -67,6 +67,8 @@ class StageIR:
     # Every return/yield of the op is a dict literal with the needed keys (proven from its
     # source), so the run path needs no outputs check after the call.
     outputs_proven: bool = False
+    # @op(resources={...}) as sorted (name, amount) pairs: what a cluster target asks for.
+    resources: tuple[tuple[str, float], ...] = ()
 
     @property
     def awaits(self) -> bool:

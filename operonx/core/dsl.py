@@ -34,6 +34,7 @@ from operonx.ir.model import (
     Source,
     SourceLoc,
 )
+from operonx.ir.resources import check_resources
 
 # With the separator, so a user's ``operonx_demo/`` next to the package is not taken for it.
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
@@ -297,7 +298,8 @@ class Op:
 
     def __init__(self, fn: Callable[..., Any], *, name: str | None = None,
                  max_concurrent: int | None = None, outputs: list[str] | None = None,
-                 bound: Literal["cpu"] | None = None, fuse: bool = True) -> None:
+                 bound: Literal["cpu"] | None = None, fuse: bool = True,
+                 resources: Mapping[str, float] | None = None) -> None:
         loc = introspect.definition_loc(fn)
         kind = introspect.op_kind(fn)
         if bound not in (None, "cpu"):
@@ -319,6 +321,7 @@ class Op:
             outputs_declared=outputs is not None, max_concurrent=max_concurrent, bound=bound,
             fuse=fuse, loc=loc, return_annotation=introspect.return_annotation(tree),
             proven_outputs=introspect.proven_outputs(tree, kind),
+            resources=check_resources(resources, loc),
         )
         self.fn = fn
         functools.update_wrapper(self, fn)
@@ -338,19 +341,25 @@ def op(fn: Callable[..., Any], /) -> Op: ...
 @overload
 def op(*, name: str | None = None, max_concurrent: int | None = None,
        outputs: list[str] | None = None, bound: Literal["cpu"] | None = None,
-       fuse: bool = True) -> Callable[[Callable[..., Any]], Op]: ...
+       fuse: bool = True, resources: Mapping[str, float] | None = None,
+       ) -> Callable[[Callable[..., Any]], Op]: ...
 
 
 def op(fn: Callable[..., Any] | None = None, /, *, name: str | None = None,
        max_concurrent: int | None = None, outputs: list[str] | None = None,
-       bound: Literal["cpu"] | None = None, fuse: bool = True) -> Op | Callable[..., Op]:
-    """Declare an op: bare ``@op`` or ``@op(name=..., max_concurrent=..., outputs=[...])``."""
+       bound: Literal["cpu"] | None = None, fuse: bool = True,
+       resources: Mapping[str, float] | None = None) -> Op | Callable[..., Op]:
+    """Declare an op: bare ``@op`` or ``@op(name=..., max_concurrent=..., outputs=[...])``.
+
+    ``resources={"num_cpus": 2, "num_gpus": 1, "memory": bytes, "custom": n}`` is what one
+    execution asks a Ray cluster for (``operonx compile --target ray``); local runs ignore it.
+    """
     if fn is not None:
         return Op(fn)
 
     def decorate(f: Callable[..., Any]) -> Op:
         return Op(f, name=name, max_concurrent=max_concurrent, outputs=outputs, bound=bound,
-                  fuse=fuse)
+                  fuse=fuse, resources=resources)
 
     return decorate
 

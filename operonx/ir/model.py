@@ -69,6 +69,8 @@ class OpDef:
     return_annotation: str | None
     # Keys every returned/yielded dict provably has (see introspect.proven_outputs).
     proven_outputs: tuple[str, ...] | None = None
+    # @op(resources={...}): (name, amount) pairs, sorted; only the Ray target uses them.
+    resources: tuple[tuple[str, float], ...] = ()
 
     @property
     def runs_inline(self) -> bool:
