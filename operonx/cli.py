@@ -385,17 +385,21 @@ def cli(debug: bool) -> None:
               metavar="0|1|2", help="Optimisation level: -O0, -O1 or -O2.")
 @click.option("--check", is_flag=True,
               help="Write nothing; exit 1 when OUT_PY is stale, 0 when it is fresh.")
+@click.option("--target", type=click.Choice(["local", "ray"]), default="local",
+              show_default=True,
+              help="local: a uvloop module for one process; ray: runs on a Ray cluster.")
 def compile_command(source: str, output: str, graph_name: str | None, opt_level: int,
-                    check: bool) -> None:
+                    check: bool, target: str) -> None:
     """Compile GRAPH_PY into one standalone, typed module."""
     from compiler import compile_file, is_stale
 
-    result = compile_file(source, graph_name=graph_name, opt_level=opt_level)
+    result = compile_file(source, graph_name=graph_name, opt_level=opt_level, target=target)
     if check:
         if is_stale(output, result):
             state = "is stale" if os.path.exists(output) else "does not exist"
             raise _error(f"{output} {state}", output,
-                         hint=f"regenerate it: operonx compile {source} -o {output}")
+                         hint=f"regenerate it: operonx compile {source} -o {output}"
+                              + ("" if target == "local" else f" --target {target}"))
         return
     write_atomic(output, result.source.encode())
 

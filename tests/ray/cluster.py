@@ -35,7 +35,9 @@ class Cluster:
     address: str  # host:port of its GCS, what RAY_ADDRESS / address= take
     process: subprocess.Popen[bytes]
     log: Path
-    sessions: str  # Ray's temp dir: short, since its socket paths must fit in 107 bytes
+    # RAY_TMPDIR for a driver that should find this cluster without an address (Ray's files
+    # live in its "ray" folder). Short: Ray's socket paths in there must fit in 107 bytes.
+    sessions: str
 
     def stop(self) -> None:
         try:
@@ -44,15 +46,17 @@ class Cluster:
             shutil.rmtree(self.sessions, ignore_errors=True)
 
     def _stop(self) -> None:
+        # `ray start --block` shuts its processes down on SIGTERM (it drains the node through
+        # the GCS first, so the GCS must not get the signal at the same time); whatever is
+        # left of its process group after that is killed.
         if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)  # its own group: see start()
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=30)
+            self.process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=45)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)  # its own group: see start()
+        if self.process.poll() is None:
+            self.process.wait(timeout=30)
 
 
 def free_port() -> int:
@@ -77,7 +81,7 @@ def start(workdir: Path, num_cpus: int = 2) -> Cluster:
     command = [ray_executable(), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
                f"--port={port}", f"--num-cpus={num_cpus}", "--num-gpus=0",
                f"--object-store-memory={OBJECT_STORE_BYTES}", "--include-dashboard=false",
-               "--disable-usage-stats", f"--temp-dir={sessions}",
+               "--disable-usage-stats", f"--temp-dir={os.path.join(sessions, 'ray')}",
                *(f"{flag}={value}" for flag, value in ports.items())]
     log = workdir / "ray-start.log"
     with open(log, "wb") as out:
