@@ -14,7 +14,7 @@ import copy
 from dataclasses import dataclass, field
 
 from compiler.ir.nodes import ArgIR, LoopIR, RegionIR, ScopeIR, StageIR
-from compiler.targets.ray.source import Call, Code, Names, ident, lines, literal
+from compiler.targets.ray.source import Call, Code, Names, comment, ident, lines, literal
 from compiler.targets.ray.units import (
     Unit,
     buffer_id,
@@ -164,7 +164,8 @@ class Planner:
             fn = self.names.fresh(f"_until_{body.symbol}")
             text = _until_source(loop.until)
             self.functions.append(
-                f"# {body.qual.rstrip('.') or body.name}: until={loop.until.source!r}\n"
+                f"# {comment(body.qual.rstrip('.') or body.name)}: "
+                f"until={comment(repr(loop.until.source))}\n"
                 f"def {fn}(state: Mapping[str, Any]) -> object:\n"
                 f"    return {text}")
             looks_at: object = tuple(dict.fromkeys(loop.until.names))
