@@ -67,6 +67,15 @@ def test_out_py_starts_a_local_cluster_when_there_is_none(compiled: Path,
     assert "Started a local Ray instance" in done.stderr
 
 
+def test_an_address_where_nothing_listens_fails_fast(compiled: Path) -> None:
+    from tests.ray.cluster import free_port
+
+    address = f"127.0.0.1:{free_port()}"
+    done = run_module(compiled, "--address", address)
+    assert done.returncode == 1
+    assert f"error: ConnectionError: no Ray cluster answers at {address!r}" in done.stderr
+
+
 def test_op_errors_exit_1_with_the_op_named(compiled: Path, cluster: Cluster) -> None:
     done = subprocess.run([sys.executable, str(compiled), "--inputs", '{"numbers": [null]}',
                            "--address", cluster.address], capture_output=True, text=True,

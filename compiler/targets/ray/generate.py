@@ -26,7 +26,8 @@ from operonx.ir.model import Graph
 # What the runtime and entry points import; copied code must not take these names.
 IMPORTS = (
     "import argparse", "import asyncio", "import collections", "import contextlib",
-    "import json", "import operator", "import os", "import random", "import sys", "import time",
+    "import json", "import operator", "import os", "import random", "import socket", "import sys",
+    "import time",
     "import traceback", "import ray", "import uvloop",
     "from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping",
     "from dataclasses import dataclass",
@@ -42,7 +43,7 @@ RUNTIME = frozenset({
     "_fetch", "_Task", "_Read", "_Loop", "_Stage", "_Region", "_Scope", "_Unpicklable",
     "_ScopeRun", "_Inst", "_op_error", "_loop_limit", "_unwrap", "_ray_failure", "_Run",
     "_read", "_publish", "_run_scope", "_run_region", "_run_stage", "_report", "_call",
-    "_drive", "_subgraph", "_loop", "_execute", "_connect", "_REQUIRED", "_ACCEPTED",
+    "_drive", "_subgraph", "_loop", "_execute", "_connect", "_answers", "_REQUIRED", "_ACCEPTED",
     "_scope_inputs", "_LIMITS", "_PLAN",
 })
 
