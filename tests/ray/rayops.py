@@ -48,7 +48,7 @@ def greedy(i: int, hold: float) -> dict[str, float]:
 def slow(i: int, hold: float) -> dict[str, float]:
     start = time.time()
     time.sleep(hold)
-    return {"start": start}
+    return {"start": start, "end": time.time()}
 
 
 @op
