@@ -7,6 +7,7 @@ the diff. These tests need no cluster: they read and type-check generated code.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -14,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from compiler import compile_file
+from compiler import compile_file, compile_graph
+from tests.compiler import oplib
+from tests.compiler.test_properties import STEPS, build
 from tests.golden.cases import CASES, RAY_CASES, REPO, Case, golden_path, render
 
 HINT = "regenerate with `make golden` and review the diff"
@@ -48,7 +51,8 @@ def test_ray_output_does_not_depend_on_hash_seed() -> None:
 
 @pytest.fixture(scope="module")
 def modules(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
-    """Every golden graph compiled for Ray (-O2, and -O0 for the pinned ones), as files."""
+    """Every golden graph compiled for Ray (-O2, and -O0 for the pinned ones), the pinned golden
+    files, and random graphs, as files."""
     directory = tmp_path_factory.mktemp("ray-modules")
     files = []
     for case in CASES:
@@ -60,6 +64,13 @@ def modules(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     for case in PINNED:
         shutil.copy(golden_path(case, "ray"), directory / f"{case.name}_golden_ray.py")
         files.append(str(directory / f"{case.name}_golden_ray.py"))
+    rng = random.Random(7)  # and random shapes: nested streams, loops, sub-graphs, async ops
+    for i in range(8):
+        graph = build([rng.choice(STEPS) for _ in range(rng.randint(1, 6))], rng.choice([-1, 2]))
+        source = compile_graph(graph, source_path=oplib.__file__, graph_name="prop",
+                               target="ray").source
+        (directory / f"random_{i}_ray.py").write_text(source, encoding="utf-8")
+        files.append(str(directory / f"random_{i}_ray.py"))
     return files
 
 
