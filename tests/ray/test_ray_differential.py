@@ -169,3 +169,11 @@ def test_loop_with_a_stream_in_its_body(make: str, ray_workdir: Path) -> None:
     for inputs in ({"v": 1}, {"v": 0}):
         assert_equivalent(graph, module, inputs)
     assert module.run_sync({"v": 1}) == {"v": 1023}
+
+
+def test_user_names_that_the_module_uses_itself(ray_workdir: Path) -> None:
+    """``want``, ``flat``, ``calls``: the copied code is renamed, the module still runs."""
+    path = str(Path(__file__).parent / "fixtures" / "clashing.py")
+    graph = select_graph(find_graphs(load_module(path)), None, path)[1]
+    module = compile_ray(graph, ray_workdir, 2, path)
+    assert_equivalent(graph, module, {"v": 3})

@@ -21,6 +21,7 @@ from compiler.targets.ray.chains import fused_chains
 from compiler.targets.ray.plan import Planner
 from compiler.targets.ray.source import Names
 from compiler.targets.ray.types import Field, input_type, result_type
+from compiler.targets.ray.worker import STAGE_LOCALS
 from operonx.ir.model import Graph
 
 # What the runtime and entry points import; copied code must not take these names.
@@ -58,7 +59,7 @@ def _imported_names(lines: tuple[str, ...] | list[str]) -> set[str]:
     return names
 
 
-RESERVED = RUNTIME | _imported_names(IMPORTS)
+RESERVED = RUNTIME | STAGE_LOCALS | _imported_names(IMPORTS)
 
 
 @functools.cache

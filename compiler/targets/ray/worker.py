@@ -18,12 +18,13 @@ from compiler.targets.ray.source import LIMIT, Call, Code, Names, comment, ident
 from compiler.targets.ray.units import Unit, argument_key, task_arguments
 
 SIGNATURE = "(want: bool, layout: tuple[_Layout, ...], *flat: Any)"
-_LOCALS = frozenset({"want", "layout", "flat", "calls", "failed"})
+# Names every stage function binds; module-level code must not take them (they would shadow).
+STAGE_LOCALS = frozenset({"want", "layout", "flat", "calls", "failed"})
 
 
 def stage_function(unit: Unit, fn_name: str, module_names: frozenset[str]) -> str:
     """The source of ``fn_name``, the function one Ray task of ``unit`` runs."""
-    local = Names(module_names | _LOCALS)
+    local = Names(module_names | STAGE_LOCALS)
     slots = {argument_key(arg): local.fresh(arg.key if arg.kind == "input"
                                             else f"{arg.node}_{arg.key}")
              for arg in task_arguments(unit)}
