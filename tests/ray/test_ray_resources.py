@@ -69,3 +69,36 @@ def test_resourced_graph_runs_on_the_cluster(ray_workdir: Path) -> None:
     graph = select_graph(find_graphs(load_module(FIXTURE)), None, FIXTURE)[1]
     module = load_source(compile_file(FIXTURE, target="ray").source, ray_workdir, "resourced")
     assert module.run_sync({"v": 4}) == Engine(graph).run_sync({"v": 4}) == {"v": 70}
+
+
+def test_a_feature_the_ray_target_does_not_know_is_refused_with_its_line() -> None:
+    """A new field of the lowered IR (say, a timeout) must not be ignored silently."""
+    from dataclasses import dataclass, replace
+
+    from compiler.api import _lower
+    from compiler.errors import CompileError
+    from compiler.ir.nodes import StageIR
+    from compiler.targets.ray.support import check_supported
+
+    @dataclass(frozen=True)
+    class TimedStage(StageIR):
+        timeout: float | None = None
+
+    _ir, _extraction, module = _lower(_graph_of(FIXTURE), FIXTURE, 2, "ray")
+    check_supported(module)  # as lowered today: fine
+    stage = module.top.stages[1]
+    timed = TimedStage(**{f: getattr(stage, f) for f in stage.__dataclass_fields__},
+                       timeout=2.0)
+    top = replace(module.top, stages=(module.top.stages[0], timed, *module.top.stages[2:]))
+    with pytest.raises(CompileError) as info:
+        check_supported(replace(module, top=top))
+    assert info.value.line == stage.loc.line and "'second' uses timeout" in str(info.value)
+    untimed = TimedStage(**{f: getattr(stage, f) for f in stage.__dataclass_fields__})
+    check_supported(replace(module, top=replace(module.top, stages=(
+        module.top.stages[0], untimed, *module.top.stages[2:]))))  # left at its default: fine
+
+
+def _graph_of(path: str) -> Any:
+    from compiler.frontend.load import find_graphs, load_module, select_graph
+
+    return select_graph(find_graphs(load_module(path)), None, path)[1]

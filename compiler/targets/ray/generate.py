@@ -20,6 +20,7 @@ from compiler.ir.nodes import ModuleIR
 from compiler.targets.ray.chains import fused_chains
 from compiler.targets.ray.plan import Planner
 from compiler.targets.ray.source import Names
+from compiler.targets.ray.support import check_supported
 from compiler.targets.ray.types import Field, input_type, result_type
 from compiler.targets.ray.worker import STAGE_LOCALS
 from operonx.ir.model import Graph
@@ -82,6 +83,7 @@ def _digest(path: str) -> str:
 
 def generate(module: ModuleIR, graph: Graph, extraction: Extraction) -> str:
     """The module's source, parsed and byte-compiled before it is returned."""
+    check_supported(module)
     basename = os.path.basename(module.source_path)
     taken = set(RESERVED) | _imported_names(extraction.imports)
     taken |= {block.name for block in extraction.blocks if block.name}
