@@ -9,6 +9,7 @@ its own process group — never ``ray stop``, which would stop every cluster her
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -28,6 +29,7 @@ ENV = {
 }
 OBJECT_STORE_BYTES = 200 * 1024 * 1024
 START_TIMEOUT = 120.0
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass
@@ -59,6 +61,12 @@ class Cluster:
             self.process.wait(timeout=30)
 
 
+def _terminate_with_parent() -> None:
+    """In the child, before exec: ask Linux for SIGTERM when the parent dies (no-op elsewhere)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -85,9 +93,11 @@ def start(workdir: Path, num_cpus: int = 2) -> Cluster:
                *(f"{flag}={value}" for flag, value in ports.items())]
     log = workdir / "ray-start.log"
     with open(log, "wb") as out:
-        # A session of its own, so stopping it (killpg) reaches every process it started.
+        # A session of its own, so stopping it (killpg) reaches every process it started;
+        # and a SIGTERM from the kernel if this process dies without stopping it.
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
-                                   env={**os.environ, **ENV}, start_new_session=True)
+                                   env={**os.environ, **ENV}, start_new_session=True,
+                                   preexec_fn=_terminate_with_parent)
     cluster = Cluster(f"127.0.0.1:{port}", process, log, sessions)
     deadline = time.monotonic() + START_TIMEOUT
     while b"Ray runtime started" not in log.read_bytes():

@@ -177,3 +177,36 @@ def test_user_names_that_the_module_uses_itself(ray_workdir: Path) -> None:
     graph = select_graph(find_graphs(load_module(path)), None, path)[1]
     module = compile_ray(graph, ray_workdir, 2, path)
     assert_equivalent(graph, module, {"v": 3})
+
+
+def test_a_failure_outside_a_loop_body_does_not_fail_the_loop(ray_workdir: Path) -> None:
+    """docs/semantics.md: "An error inside a loop body fails the loop node as a whole".
+
+    Frame 1's ``add`` fails; frame 0's and frame 1's loops have nothing failing in their
+    bodies, so both finish. (The Engine today also drops a loop whose iteration was running
+    when that unrelated failure was recorded: it counts the run's errors, not the body's.)
+    """
+    with GraphOp(name="apart") as graph:
+        gen = oplib.source(items=PARENT["items"])
+        with GraphOp.loop(until="counter >= 3", inputs={"v": gen["v"]}, counter=0) as loop:
+            inc = oplib.incr(counter=PARENT["counter"], step=1)
+            bump = oplib.aadd(v=PARENT["v"], k=1)
+            inc["counter"] >> PARENT["counter"]
+            bump["v"] >> PARENT["v"]
+            START >> inc >> END
+            START >> bump >> END
+        bad = oplib.add(v=gen["v"], k=0, fail=1)
+        START >> gen >> [loop, bad]
+        loop >> END
+    module = compile_ray(graph, ray_workdir)
+    got = module.run_sync({"items": [0, 1]}, on_error="collect")
+    assert got == {"counter": [3, 3], "v": [3, 4], "$errors": [
+        {"op": "add", "index": [1], "type": "ValueError", "message": "bad value 1"}]}
+    with GraphOp.loop(until="counter >= 3", counter=0, v=0) as failing:  # inside: it fails
+        inc = oplib.incr(counter=PARENT["counter"], step=1)
+        bump = oplib.aadd(v=PARENT["v"], k=1, fail=2)
+        inc["counter"] >> PARENT["counter"]
+        bump["v"] >> PARENT["v"]
+        START >> inc >> END
+        START >> bump >> END
+    assert_equivalent(failing, compile_ray(failing, ray_workdir), {})

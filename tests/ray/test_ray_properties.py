@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -59,5 +60,28 @@ def test_engine_and_ray_module_agree(cluster: Cluster, steps: list[str], items: 
             assert got[0] == "error" and got[1][0] == want[1][0], steps
             if got[1][0] == "OpError":
                 assert (got[1][1], got[1][2]) in _errors(want_collect), steps
-        got_collect = module.run_sync(inputs, on_error="collect")
-        assert normalise_collect(got_collect) == normalise_collect(want_collect), steps
+        got_collect = normalise_collect(module.run_sync(inputs, on_error="collect"))
+        want_collect = normalise_collect(want_collect)
+        if got_collect != want_collect and {"loop", "aloop"} & set(steps):
+            # The Engine fails a loop when *any* failure is recorded during one of its
+            # iterations (its run-wide error count), even one outside the body, in another
+            # frame; the Ray module fails it for failures inside its body only, as
+            # docs/semantics.md says (see test_ray_differential's test_a_failure_outside_a_
+            # loop_body_does_not_fail_the_loop). So Ray may keep loop frames the Engine drops,
+            # and record the failures of loop iterations the Engine never ran.
+            extra = Counter(map(repr, got_collect["$errors"]))
+            extra.subtract(Counter(map(repr, want_collect["$errors"])))
+            assert all(n >= 0 for n in extra.values()), steps  # the Engine's are all there
+            assert all("'op': 'loop" in e for e, n in extra.items() if n), steps  # loop bodies
+            for key, values in want_collect.items():
+                if key != "$errors":
+                    assert _subsequence(values, got_collect[key]), (steps, key)
+        else:
+            assert got_collect == want_collect, steps
+
+
+def _subsequence(short: object, long: object) -> bool:
+    if not isinstance(short, list) or not isinstance(long, list):
+        return short == long
+    rest = iter(long)
+    return all(any(item == other for other in rest) for item in short)
