@@ -61,14 +61,15 @@ class Planner:
         position = {unit.tail.name: i for i, unit in enumerate(units)}
         stages = tuple(self._stage(scope, unit) for unit in units)
         waits = tuple(len(unit.head.deps) for unit in units)
-        dependents = tuple(tuple(j for j, other in enumerate(units) if unit.tail.name in
-                                 other.head.deps) for unit in units)
-        for unit in units:
-            assert all(dep in position for dep in unit.head.deps), "a dep inside a chain"
+        dependents: list[list[int]] = [[] for _unit in units]
+        for j, unit in enumerate(units):
+            for dep in unit.head.deps:  # a chain is waited for through its tail, never inside
+                dependents[position[dep]].append(j)
         suffix = "__".join((scope.symbol, *region.context))
         name = self.names.fresh(f"_REGION_{suffix}")
-        value = Call("_Region", kwargs=(("stages", stages), ("waits", waits),
-                                        ("dependents", dependents), ("window", region.window)))
+        value = Call("_Region", kwargs=(
+            ("stages", stages), ("waits", waits),
+            ("dependents", tuple(tuple(d) for d in dependents)), ("window", region.window)))
         self.definitions += ["", *lines(value, 0, f"{name} = ")]
         return ident(name)
 
