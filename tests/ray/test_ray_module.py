@@ -6,6 +6,7 @@ import ast
 import inspect
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -72,3 +73,19 @@ def test_every_runtime_name_is_reserved() -> None:
             for name in names:
                 assert name in RUNTIME or name.startswith(GENERATED_PREFIXES), (case.name, name)
     assert RUNTIME <= RESERVED
+
+
+def test_inputs_and_result_are_the_local_modules(tmp_path: Path) -> None:
+    """The same TypedDicts as the local target writes: a user can switch targets freely."""
+    import typing
+
+    for case in CASES:
+        local = load_source(compile_file(case.abspath).source, tmp_path, "local")
+        on_ray = load_source(compile_file(case.abspath, target="ray").source, tmp_path, "ray")
+        for name in ("Inputs", "Result", "ErrorInfo"):
+            want = typing.get_type_hints(getattr(local, name), include_extras=True)
+            got = typing.get_type_hints(getattr(on_ray, name), include_extras=True)
+            own = re.compile(r"_operonx_compiled_\w+\.")  # each module names its ErrorInfo
+            assert own.sub("", repr(got)) == own.sub("", repr(want)), (case.name, name)
+            assert getattr(on_ray, name).__required_keys__ == \
+                getattr(local, name).__required_keys__
