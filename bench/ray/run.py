@@ -142,6 +142,7 @@ def main() -> int:
     directory = OUT / "ray_modules"
     directory.mkdir(exist_ok=True)
 
+    load_before = os.getloadavg()[0]
     started = time.perf_counter()
     ray.init(num_cpus=2, object_store_memory=200 * 1024 * 1024, include_dashboard=False,
              log_to_driver=False, logging_level="WARNING")
@@ -152,6 +153,7 @@ def main() -> int:
         cpu = cpu_case(directory, rounds, sizes)
     finally:
         ray.shutdown()
+    load_after = os.getloadavg()[0]
 
     lines = [
         "# The Ray target: per-task cost and a CPU-bound fan-out",
@@ -160,8 +162,10 @@ def main() -> int:
         f"{dt.date.today().isoformat()}: {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores, CPython {platform.python_version()}, ray {ray.__version__}; "
         f"a local cluster of 2 CPUs started in-process ({startup:.1f} s). Medians of "
-        f"{rounds} round(s). Method and reading: `bench/ray/run.py`, README \"Running on a "
-        "cluster\".",
+        f"{rounds} round(s). Load average (1 min) {load_before:.1f} before, {load_after:.1f} "
+        "after: the machine is shared, and Ray's two workers need both cores to themselves "
+        "to show their parallelism. Method and reading: `bench/ray/run.py`, README \"Running "
+        "on a cluster\".",
         "",
         f"A bare Ray task round trip (`ray.get` of 200 no-op tasks, per task): {fmt(trip)}.",
         "",
