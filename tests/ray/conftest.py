@@ -1,7 +1,7 @@
 """One real local Ray cluster for the whole session, and this process connected to it as a driver.
 
-The Ray tests run only where ``ray`` is installed (``make test`` installs it: the ``dev``
-extra); elsewhere they are skipped, not failed.
+The tests that need Ray run only where it is installed (``make test`` installs it: the
+``dev`` extra); elsewhere they are skipped, not failed.
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ from tests.ray.cluster import ENV, Cluster, start
 # without RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 a driver turns 127.0.0.1 into the host's address).
 os.environ.update(ENV)
 
-if importlib.util.find_spec("ray") is None:
-    pytest.skip("ray is not installed (pip install -e '.[ray]')", allow_module_level=True)
+RAY_MISSING = "ray is not installed (pip install -e '.[ray]')"
 
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """The cluster, with this test process connected to it (compiled modules reuse that)."""
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip(RAY_MISSING)
     import ray
 
     running = start(tmp_path_factory.mktemp("ray-cluster"))

@@ -75,6 +75,7 @@ def modules(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
 
 
 def test_ray_modules_pass_mypy_strict(modules: list[str], tmp_path: Path) -> None:
+    pytest.importorskip("ray")  # mypy reads ray's own type hints
     done = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental",
                            "--cache-dir", str(tmp_path / ".mypy"), *modules],
                           capture_output=True, text=True, cwd=tmp_path, timeout=600, check=False)
