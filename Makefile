@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test bench golden clean
+.PHONY: run test bench bench-ray golden clean
 
 $(VENV)/.installed-run: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ test: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+# The Ray target: per-task cost and a CPU-bound fan-out on a private local cluster (bench/ray).
+bench-ray: $(VENV)/.installed-dev
+	$(PY) bench/ray/run.py $(BENCH_ARGS)
 
 # Regenerate golden files after an intended change; review the diff.
 golden: $(VENV)/.installed-dev

@@ -32,10 +32,12 @@ def _graph_ir(graph: Any) -> Any:
     return graph.ir
 
 
-def _lower(graph: Any, source_path: str, opt_level: int,
-           typecheck: bool = True) -> tuple[Any, Any, Any]:
+TARGETS = ("local", "ray")
+
+
+def _lower(graph: Any, source_path: str, opt_level: int, typecheck: bool = True,
+           target: str = "local") -> tuple[Any, Any, Any]:
     """Graph IR -> extraction -> types (checked unless ``typecheck`` is off) -> lowered IR."""
-    from compiler.codegen.render import RUNTIME_NAMES
     from compiler.frontend.extract import extract
     from compiler.ir.lower import lower_module
     from compiler.ir.verify import verify
@@ -44,10 +46,14 @@ def _lower(graph: Any, source_path: str, opt_level: int,
     if opt_level not in (0, 1, 2):
         raise CompileError(f"unknown optimisation level -O{opt_level} (use -O0, -O1 or -O2)",
                            exit_code=2)
+    if target == "ray":
+        from compiler.targets.ray import RESERVED as reserved
+    else:
+        from compiler.codegen.render import RUNTIME_NAMES as reserved
     ir = _graph_ir(graph)
-    extraction = extract(ir, reserved=RUNTIME_NAMES)
+    extraction = extract(ir, reserved=reserved)
     if typecheck:
-        types = analyse_types(ir, extraction, reserved=RUNTIME_NAMES)
+        types = analyse_types(ir, extraction, reserved=reserved)
         types.raise_problems()  # every wiring problem, located; nothing is written
     else:
         types = unknown_types(ir)
@@ -58,17 +64,25 @@ def _lower(graph: Any, source_path: str, opt_level: int,
 
 
 def compile_graph(graph: Any, *, source_path: str, graph_name: str,
-                  opt_level: int = 2, typecheck: bool = True) -> CompileResult:
+                  opt_level: int = 2, typecheck: bool = True,
+                  target: str = "local") -> CompileResult:
     """Compile a closed top-level ``GraphOp`` into the source of one standalone module.
 
     ``typecheck``: check the wiring's types first (SPEC §7.1); a problem raises
-    ``TypeCheckError`` (a ``CompileError`` listing every problem).
+    ``TypeCheckError`` (a ``CompileError`` listing every problem). ``target="ray"``
+    writes a module that runs the graph on a Ray cluster instead (``compiler/targets/ray``);
+    its only optimisation is fusing sync chains, at -O2.
     """
     from compiler.codegen.generate import generate
     from compiler.ir.verify import verify
     from compiler.passes import pipeline
 
-    ir, extraction, module = _lower(graph, source_path, opt_level, typecheck)
+    if target not in TARGETS:
+        raise CompileError(f"unknown target {target!r} (use {' or '.join(TARGETS)})",
+                           exit_code=2)
+    ir, extraction, module = _lower(graph, source_path, opt_level, typecheck, target)
+    if target == "ray":
+        return _compile_for_ray(ir, extraction, module, source_path, graph_name)
     reports: list[PassReport] = []
     try:
         for _name, run_pass in pipeline(opt_level):
@@ -88,6 +102,22 @@ def compile_graph(graph: Any, *, source_path: str, graph_name: str,
                          passes=tuple(reports), sources=sources)
 
 
+def _compile_for_ray(ir: Any, extraction: Any, module: Any, source_path: str,
+                     graph_name: str) -> CompileResult:
+    from compiler.targets.ray import generate
+
+    try:
+        source = generate(module, ir, extraction)
+    except CompileError:
+        raise
+    except Exception as exc:  # a compiler bug: say so, located at the graph, never emit code
+        raise CompileError(f"internal compiler error ({type(exc).__name__}: {exc}); "
+                           "please report it with this graph", source_path,
+                           ir.loc.line) from exc
+    return CompileResult(source=source, graph_name=graph_name, source_path=source_path,
+                         passes=())
+
+
 def _load(path: str, graph_name: str | None) -> tuple[str, Any]:
     from compiler.frontend.load import find_graphs, load_module, select_graph
 
@@ -96,11 +126,11 @@ def _load(path: str, graph_name: str | None) -> tuple[str, Any]:
 
 
 def compile_file(path: str, graph_name: str | None = None, opt_level: int = 2,
-                 typecheck: bool = True) -> CompileResult:
+                 typecheck: bool = True, target: str = "local") -> CompileResult:
     """Load ``path``, pick its graph (``graph_name`` when there are several), compile it."""
     name, graph = _load(path, graph_name)
     return compile_graph(graph, source_path=path, graph_name=name, opt_level=opt_level,
-                         typecheck=typecheck)
+                         typecheck=typecheck, target=target)
 
 
 # ------------------------------------------------------------------ type check (SPEC §7.1)

@@ -587,8 +587,11 @@ def cli(debug: bool) -> None:
               help="Write nothing; exit 1 when OUT_PY is stale, 0 when it is fresh.")
 @click.option("--no-typecheck", "no_typecheck", is_flag=True,
               help="Skip the type check of the graph's wiring (SPEC 7.1).")
+@click.option("--target", type=click.Choice(["local", "ray"]), default="local",
+              show_default=True,
+              help="local: a uvloop module for one process; ray: runs on a Ray cluster.")
 def compile_command(source: str, output: str, graph_name: str | None, opt_level: int,
-                    check: bool, no_typecheck: bool) -> None:
+                    check: bool, no_typecheck: bool, target: str) -> None:
     """Compile GRAPH_PY into one standalone, typed module.
 
     The wiring is type-checked first: an argument fed a value of the wrong type is an
@@ -600,12 +603,13 @@ def compile_command(source: str, output: str, graph_name: str | None, opt_level:
         check_output(output, (source,))  # fail fast; the modules it reads are checked after
     with _type_check_warnings():
         result = compile_file(source, graph_name=graph_name, opt_level=opt_level,
-                              typecheck=not no_typecheck)
+                              typecheck=not no_typecheck, target=target)
     if check:
         if is_stale(output, result):
             state = "is stale" if os.path.exists(output) else "does not exist"
             raise _error(f"{output} {state}", output,
-                         hint=f"regenerate it: operonx compile {source} -o {output}")
+                         hint=f"regenerate it: operonx compile {source} -o {output}"
+                              + ("" if target == "local" else f" --target {target}"))
         return
     write_atomic(output, result.source.encode(), result.sources or (source,))
 

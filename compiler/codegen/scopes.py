@@ -1114,7 +1114,7 @@ class LoopWriter:
                 N += 1
                 E = len(RT.errors)
                 STEP = STEP_CALL
-                if len(RT.errors) > E:
+                if RT.failed_since(E, QUAL, IDX):
                     break
                 S.update(STEP)
                 try:
@@ -1129,7 +1129,7 @@ class LoopWriter:
                     RT.fail_with(_loop_limit(NAME, LIMIT), IDX)
                     break
         """, E=ns.fresh(f"{st.name}_errors"), RT=self.fn.rt, STEP=ns.fresh(f"{st.name}_step"),
-            STEP_CALL=step, DONE=done, **subs)
+            STEP_CALL=step, DONE=done, QUAL=py.lit(st.body.qual), **subs)
 
 
 class Dispatch:

@@ -188,7 +188,8 @@ class _Lowering:
                 positional=_positional(node), outputs_proven=_outputs_proven(node, needed[name]),
                 gate=branch_ir.gate(graph, node),
                 policy=policy_ir.policy(node, self.extraction, self.copied),
-                output_types=self._output_types(graph, node), returns=returns))
+                output_types=self._output_types(graph, node), returns=returns,
+                resources=node.op.resources if node.op is not None else ()))
         # A region that never awaits runs each frame to completion inside its generator's
         # loop, as the Engine does; any other region runs a task per frame (plan's window).
         regions = tuple(

@@ -154,6 +154,8 @@ class StageIR:
     # as generated code spells it; only where it is known (not ``Any``)
     output_types: tuple[tuple[str, str], ...] = ()
     returns: str | None = None  # the copied op function's return annotation
+    # @op(resources={...}) as sorted (name, amount) pairs: what a cluster target asks for.
+    resources: tuple[tuple[str, float], ...] = ()
 
     def output_type(self, key: str) -> str | None:
         return dict(self.output_types).get(key)

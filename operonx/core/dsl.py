@@ -37,6 +37,7 @@ from operonx.ir.model import (
     SourceLoc,
 )
 from operonx.ir.policy import PolicyError, Retry, check_policies
+from operonx.ir.resources import check_resources
 
 # With the separator, so a user's ``operonx_demo/`` next to the package is not taken for it.
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
@@ -360,7 +361,8 @@ class Op:
                  max_concurrent: int | None = None, outputs: list[str] | None = None,
                  bound: Literal["cpu"] | None = None, fuse: bool = True,
                  timeout: float | None = None, retry: int | Retry | None = None,
-                 cache: bool | int = False) -> None:
+                 cache: bool | int = False,
+                 resources: Mapping[str, float] | None = None) -> None:
         loc = introspect.definition_loc(fn)
         kind = introspect.op_kind(fn)
         if bound not in (None, "cpu"):
@@ -387,6 +389,7 @@ class Op:
             fuse=fuse, loc=loc, return_annotation=introspect.return_annotation(tree),
             proven_outputs=introspect.proven_outputs(tree, kind, fn),
             timeout=policies.timeout, retry=policies.retry, cache=policies.cache,
+            resources=check_resources(resources, loc),
         )
         self.fn = fn
         functools.update_wrapper(self, fn)
@@ -407,25 +410,30 @@ def op(fn: Callable[..., Any], /) -> Op: ...
 def op(*, name: str | None = None, max_concurrent: int | None = None,
        outputs: list[str] | None = None, bound: Literal["cpu"] | None = None,
        fuse: bool = True, timeout: float | None = None, retry: int | Retry | None = None,
-       cache: bool | int = False) -> Callable[[Callable[..., Any]], Op]: ...
+       cache: bool | int = False, resources: Mapping[str, float] | None = None,
+       ) -> Callable[[Callable[..., Any]], Op]: ...
 
 
 def op(fn: Callable[..., Any] | None = None, /, *, name: str | None = None,
        max_concurrent: int | None = None, outputs: list[str] | None = None,
        bound: Literal["cpu"] | None = None, fuse: bool = True, timeout: float | None = None,
-       retry: int | Retry | None = None, cache: bool | int = False) -> Op | Callable[..., Op]:
+       retry: int | Retry | None = None, cache: bool | int = False,
+       resources: Mapping[str, float] | None = None) -> Op | Callable[..., Op]:
     """Declare an op: bare ``@op`` or ``@op(name=..., max_concurrent=..., outputs=[...])``.
 
     Policies (SPEC §9): ``timeout=`` seconds per execution (async, async
     generator steps, ``bound="cpu"``), ``retry=N`` or ``Retry(...)``, and
     ``cache=True`` (an LRU of 1024 per node) or ``cache=N``.
+
+    ``resources={"num_cpus": 2, "num_gpus": 1, "memory": bytes, "custom": n}`` is what one
+    execution asks a Ray cluster for (``operonx compile --target ray``); local runs ignore it.
     """
     if fn is not None:
         return Op(fn)
 
     def decorate(f: Callable[..., Any]) -> Op:
         return Op(f, name=name, max_concurrent=max_concurrent, outputs=outputs, bound=bound,
-                  fuse=fuse, timeout=timeout, retry=retry, cache=cache)
+                  fuse=fuse, timeout=timeout, retry=retry, cache=cache, resources=resources)
 
     return decorate
 

@@ -659,8 +659,9 @@ class NodeProgram:
                    iteration: int, errors_before: int) -> bool:
         """Apply one iteration's write-backs; True when ``until`` says stop."""
         assert self.until is not None and self.node.body is not None
-        if len(run.errors) > errors_before:  # collect mode: a body op failed; the loop fails
-            inst.mark_failed(self.name)
+        assert self.body is not None
+        if run.failed_since(errors_before, self.body.qual, inst.index):
+            inst.mark_failed(self.name)  # collect mode: an op of this body run failed
             raise _Skip()
         state.update(out)
         try:

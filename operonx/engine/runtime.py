@@ -57,6 +57,14 @@ class Run:
         if self.failure is None:
             self.failure = error
 
+    def failed_since(self, count: int, qual: str, index: tuple[int, ...]) -> bool:
+        """Whether an op named under ``qual`` (a body's prefix) running in the instance at
+        ``index`` recorded an error after the first ``count`` (collect mode): other frames
+        record theirs concurrently, and a loop must only see its own body's."""
+        errors = self.errors
+        return any(e["op"].startswith(qual) and tuple(e["index"][:len(index)]) == index
+                   for e in errors[count:]) if len(errors) > count else False
+
     def record(self, op_name: str, index: tuple[int, ...], exc: BaseException,
                attempts: int | None = None) -> None:
         self.errors.append({"op": op_name, "index": list(index), "type": type(exc).__name__,

@@ -78,6 +78,9 @@ class OpDef:
     retry: Retry | None = None
     cache: int | None = None  # LRU size of the node's cache; None: not cached
 
+    # @op(resources={...}): (name, amount) pairs, sorted; only the Ray target uses them.
+    resources: tuple[tuple[str, float], ...] = ()
+
     @property
     def has_policy(self) -> bool:
         return self.timeout is not None or self.retry is not None or self.cache is not None

@@ -15,7 +15,6 @@ from compiler import compile_file
 from tests.golden.cases import CASES, Case
 
 
-
 def _fast_functions(source: str) -> list[ast.AST]:
     tree = ast.parse(source)
     return [node for node in ast.walk(tree)

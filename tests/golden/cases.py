@@ -35,10 +35,12 @@ CASES = (
     Case("asyncgen", "tests/golden/graphs/asyncgen.py", ({"count": 4}, {"count": 0})),
 )
 GOLDEN_LEVELS = (0, 2)
+RAY_CASES = ("diamond", "loop_in_graph")  # their ``--target ray`` modules are pinned too
 
 
 def golden_path(case: Case, kind: str) -> str:
-    """``kind``: ``O0`` / ``O2`` (generated module) or ``ir`` (``operonx explain``)."""
+    """``kind``: ``O0`` / ``O2`` (generated module), ``ir`` (``operonx explain``) or ``ray``
+    (the ``--target ray`` module)."""
     suffix = "ir.txt" if kind == "ir" else f"{kind}.py.txt"
     return os.path.join(EXPECTED, f"{case.name}.{suffix}")
 
@@ -48,8 +50,14 @@ def render(case: Case, kind: str) -> str:
 
     if kind == "ir":
         return explain(case.path)
+    if kind == "ray":
+        return compile_file(case.path, target="ray").source
     return compile_file(case.path, opt_level=int(kind[1:])).source
 
 
 def kinds() -> tuple[str, ...]:
     return ("ir", *(f"O{level}" for level in GOLDEN_LEVELS))
+
+
+def ray_kinds(case: Case) -> tuple[str, ...]:
+    return ("ray",) if case.name in RAY_CASES else ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
-from tests.golden.cases import CASES, REPO, golden_path, kinds, render
+from tests.golden.cases import CASES, REPO, golden_path, kinds, ray_kinds, render
 
 
 def main() -> int:
@@ -19,7 +19,7 @@ def main() -> int:
     os.makedirs(os.path.dirname(golden_path(CASES[0], "ir")), exist_ok=True)
     changed = 0
     for case in CASES:
-        for kind in kinds():
+        for kind in (*kinds(), *ray_kinds(case)):
             path = golden_path(case, kind)
             text = render(case, kind)
             old = None
