@@ -288,6 +288,7 @@ class ScopeWriter:
                 self.streamed_of.setdefault(r.node, []).append((r.key, r.out_key))
         self.gates = Gates(self)
         self.checked = _checked_stages(scope)  # stages whose marker a branch check reads
+        self.unbounded: set[str] = set()  # awaited ops whose pool of workers bounds them
 
     # ------------------------------------------------------------------ helpers
 
@@ -386,8 +387,11 @@ class ScopeWriter:
                     _missing(NAME, IDX, V, KEYS)
             """, READS=reads, **check)
             return
-        tests = [py.expr("V.__class__ is not dict", V=var),
-                 *(py.expr("K not in V", K=py.lit(k), V=var) for k in keys)]
+        # With nothing read from it, None (no outputs) is as good as a dict: test it first,
+        # so a sink that returns None costs no call.
+        first = py.expr("V is not None and V.__class__ is not dict", V=var) if not keys \
+            else py.expr("V.__class__ is not dict", V=var)
+        tests = [first, *(py.expr("K not in V", K=py.lit(k), V=var) for k in keys)]
         cond = tests[0] if len(tests) == 1 else ast.BoolOp(op=ast.Or(), values=tests)
         out += py.stmts("""
             if COND:
@@ -742,14 +746,17 @@ class ScopeWriter:
                 raise _op_error(NAME, IDX, EXC) from EXC
         """, DO=target or [ast.Expr(value=call)], EXC=self.fn.exc, NAME=name, IDX=idx,
             RETHROW=_rethrow_cancellation(self.fn.exc) if st.flavor in ("async", "cpu") else [])
-        if st.flavor in ("async", "cpu"):
+        if st.flavor in ("async", "cpu") and st.name not in self.unbounded:
             out += py.stmts("async with RT.SEM:\n    ATTEMPT", RT=self.fn.rt,
                             SEM=self.names.semaphore(st), ATTEMPT=attempt)
         else:
             out += attempt
-        if st.returns_none:
+        if st.returns_none and st.needed:  # annotated -> None, yet read: always an error
             out += py.stmts("V = _outputs(NAME, IDX, None, KEYS)", V=var, NAME=name, IDX=idx,
                             KEYS=py.lit(tuple(st.needed)))
+        elif st.returns_none:  # a sink: nothing to check, nothing to keep
+            if self._needs_var(st):
+                out += py.stmts("V = {}", V=var)
         else:
             self._check(out, st, var, idx, unpack=st.name not in self.forced)
         self._publish(out, st, ctx)
@@ -772,7 +779,7 @@ class ScopeWriter:
             except _Exhausted as EXC:
                 raise _op_error(NAME, IDX, EXC.error, EXC.attempts) from EXC.error
         """, V=var, CALL=call, EXC=self.fn.exc, NAME=name, IDX=idx)
-        if st.policy.awaited:
+        if st.policy.awaited and st.name not in self.unbounded:
             attempt = py.stmts("async with RT.SEM:\n    ATTEMPT", RT=self.fn.rt,
                                SEM=self.names.semaphore(st), ATTEMPT=attempt)
         out += attempt
@@ -822,6 +829,9 @@ class ScopeWriter:
         becomes a note on the failure instead of hiding it.
         """
         region = self.scope.region((*st.context, st.name))
+        if self._pool_ok(st, region):
+            self._generator_pool(out, st, ctx, region)
+            return
         ns = self.fn.ns
         rt, exc = self.fn.rt, self.fn.exc
         counter = ns.fresh(f"i_{st.name}")
@@ -937,6 +947,100 @@ class ScopeWriter:
             """, RT=rt, SEM=self.names.semaphore(st), CODE=code)
         out += frame.prelude() + code
 
+    def _pool_ok(self, st: StageIR, region: RegionIR) -> bool:
+        """Whether the run path drives this generator's frames with a pool of workers.
+
+        For a sync generator whose frames may await (they would each be a task): the
+        workers take the next yield in turn and run its frame, so at most ``window``
+        frames are in flight (the producer is held) with no task or window semaphore
+        per frame — what the Engine's frames do, without the scheduling per frame.
+        """
+        return self.mode == "fast" and st.flavor == "gen" and region.strategy == "tasks" \
+            and bool(region.levels)
+
+    def _sole_consumer(self, st: StageIR, region: RegionIR) -> StageIR | None:
+        """The one awaited op a generator's frames run, when the workers alone bound it: the
+        generator's only instance in the run (not inside a stream of the top-level graph),
+        and a window equal to the op's own bound (the Engine's sole-consumer rule)."""
+        if len(region.levels) != 1 or len(region.levels[0]) != 1 or st.context \
+                or self.scope is not self.module.top:
+            return None
+        op = self.scope.stage(region.levels[0][0])
+        awaited = op.flavor in ("async", "cpu") or (op.policy is not None and op.policy.awaited)
+        if op.kind != "call" or not awaited or region.window != op.max_concurrent:
+            return None
+        return op
+
+    def _generator_pool(self, out: Stmts, st: StageIR, ctx: Ctx, region: RegionIR) -> None:
+        """``window`` workers share the generator's iterator (see ``_pool_ok``).
+
+        Each worker pulls the next yield (a plain ``next()``: never two at once on one
+        thread) and runs its frame; the yield's index comes from a shared counter.
+        """
+        sole = self._sole_consumer(st, region)
+        if sole is not None:  # the workers bound it as its semaphore would
+            self.unbounded.add(sole.name)
+        ns = self.fn.ns
+        exc = self.fn.exc
+        pulled = ns.fresh(f"{st.name}_pulled")  # yields taken so far: the next one's index
+        it = ns.fresh(f"{st.name}_iter")
+        worker = ns.fresh(f"{st.name}_worker")
+        group = ns.fresh(f"{st.name}_workers")
+        counter = ns.fresh(f"i_{st.name}")
+        in_frame = ns.fresh(f"{st.name}_in_frame")
+        var = self.out[st.name]
+        name = py.lit(st.qualname)
+        child = replace(ctx.deeper(counter, None, 3), depth=3, indent=ctx.indent + 4)
+        started = ns.fresh(f"{st.name}_started")  # workers started: one more per yield taken
+        body = py.stmts("""
+            C = P
+            P = C + 1
+            if STARTED < N:
+                STARTED += 1
+                G.create_task(W())
+        """, C=counter, P=pulled, STARTED=started, N=py.lit(region.window), G=group, W=worker)
+        frame: Stmts = []
+        self._check(frame, st, var, child.index(), unpack=True)
+        self._publish(frame, st, child)
+        self.region(frame, region, child)
+        if any(isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+               for stmt in frame for node in ast.walk(stmt)):
+            # Functions the frame defines (its level's tasks) must not close over the
+            # worker's loop variables: the frame becomes a function of its own, called in
+            # turn (a coroutine per frame, still no task or window semaphore).
+            frame_fn = ns.fresh(f"{st.name}_frame")
+            out.append(py.function(frame_fn, [(counter, py.expr("int")),
+                                              (var, py.expr("dict[str, Any]"))],
+                                   py.expr("None"), frame, is_async=True))
+            frame = py.stmts("await F(C, V)", F=frame_fn, C=counter, V=var)
+        body += frame
+        worker_body = py.stmts("""
+            F = False
+            try:
+                for OUT in IT:
+                    try:
+                        BODY
+                    except BaseException:
+                        F = True
+                        raise
+            except BaseException as EXC:
+                if not _gen_failed(IT, EXC, F):
+                    raise
+                raise _op_error(NAME, IDX, EXC) from EXC
+        """, F=in_frame, OUT=var, IT=it, BODY=body, EXC=exc, NAME=name,
+            IDX=ctx.deeper(pulled, None, 0).index())
+        worker_def = py.function(worker, [], py.expr("None"), [
+            ast.Nonlocal(names=[str(pulled), str(started)]), *worker_body], is_async=True)
+        out += self._start_generator(st, it)
+        out += py.stmts("P = 0\nSTARTED = 1", P=pulled, STARTED=started)
+        out.append(worker_def)
+        # One worker to start with; each yield taken starts another, up to ``window``: a
+        # short stream costs no idle workers.
+        out += py.stmts("""
+            async with asyncio.TaskGroup() as G:
+                G.create_task(W())
+        """, G=group, W=worker)
+
     def _start_generator(self, st: StageIR, it: Ident) -> Stmts:
         assert st.function is not None
         if self.mode == "traced":
@@ -1032,12 +1136,15 @@ class ScopeWriter:
                 break
         """, STOP=ns.fresh(f"{st.name}_stop"), UNTIL=until, EXC=self.fn.exc,
             NAME=py.lit(st.qualname), IDX=ctx.index())
+        # A counter, not ``for _ in range(...)``: no int object per pass.
         out += py.stmts("""
-            for PASS in range(LIMIT):
+            N = 0
+            while True:
+                N += 1
                 BODY
-            else:
-                raise _loop_limit(NAME, LIMIT)
-        """, PASS=ns.fresh("_iteration"), LIMIT=py.lit(loop.max_iterations), BODY=body,
+                if N >= LIMIT:
+                    raise _loop_limit(NAME, LIMIT)
+        """, N=ns.fresh(f"{st.name}_iteration"), LIMIT=py.lit(loop.max_iterations), BODY=body,
             NAME=py.lit(st.qualname))
         for k in keys:  # readers read the (typed) state locals
             self.unpacked[(st.name, k)] = local[k]
