@@ -550,7 +550,7 @@ class _Extractor:
         body = cst.Module([]).code_for_node(lam.body)
         node = cst.parse_statement(f"def {name}({params}):\n    return {body}\n")
         line = fn.__code__.co_firstlineno
-        statement = Statement(-line, node, line, (name,))
+        statement = Statement(-line, line, (name,), parsed=node)
         source = self._emit(info, node, statement, {name: name}, None)
         self.copied[(info.file, -line)] = CodeBlock(name, source, SourceLoc(info.file, line))
         self.function_names[fn] = name
@@ -652,16 +652,15 @@ def _render(node: cst.BaseStatement) -> str:
 
 def _line_of_name(info: ModuleInfo, statement: Statement, name: str) -> int:
     """The line where ``statement`` first mentions ``name`` (its first line if unknown)."""
-    node = statement.node
     if statement.index < 0:
         return statement.line
-    code = _as_module(node.with_changes(leading_lines=())).code
     try:
-        tree = ast.parse(code)
+        nodes = statement.ast_nodes()
     except SyntaxError:
         return statement.line
-    lines = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == name]
-    return statement.line + min(lines) - 1 if lines else statement.line
+    lines = [n.lineno for top in nodes for n in ast.walk(top)
+             if isinstance(n, ast.Name) and n.id == name]
+    return min(lines) if lines else statement.line
 
 
 def _first_use(info: ModuleInfo, name: str, fallback: Statement) -> Statement:
@@ -672,8 +671,8 @@ def _first_use(info: ModuleInfo, name: str, fallback: Statement) -> Statement:
 def _find_lambda(info: ModuleInfo, fn: Callable[..., Any], what: str) -> cst.Lambda:
     code = fn.__code__
     wanted = code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]
-    candidates = [lam for line, lam in info.lambdas if line == code.co_firstlineno
-                  and tuple(p.name.value for p in lam.params.params) == wanted]
+    candidates = [lam for lam in info.lambdas_at(code.co_firstlineno)
+                  if tuple(p.name.value for p in lam.params.params) == wanted]
     if len(candidates) != 1:
         raise _refuse(f"cannot locate the source of {what} (a lambda)", info.file,
                            code.co_firstlineno,
