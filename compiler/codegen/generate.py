@@ -1,6 +1,7 @@
 """The code generator: lowered IR (after the passes) -> the text of one standalone module."""
 
 from __future__ import annotations
+import __future__
 
 import ast
 import hashlib
@@ -12,9 +13,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import operonx
+from compiler import sourcesplit
 from compiler.codegen import pyast
 from compiler.codegen.names import Namespace
-from compiler.codegen.pyast import Ident
 from compiler.codegen.render import (
     RUNTIME_IMPORTS,
     RUNTIME_NAMES,
@@ -32,6 +33,8 @@ from compiler.ir.nodes import ModuleIR
 from compiler.passes.base import PassReport
 from operonx.ir.model import Graph, InputRef, NodeKind
 
+_ANNOTATIONS = __future__.annotations.compiler_flag
+
 
 def source_digest(path: str) -> str:
     try:
@@ -46,16 +49,14 @@ def generate(module: ModuleIR, graph: Graph, extraction: Extraction,
              reports: Sequence[PassReport]) -> str:
     basename = os.path.basename(module.source_path)
     names = ModuleNames(Namespace({*RUNTIME_NAMES, *module_level_names(extraction)}))
-    functions: list[ast.stmt] = []
-    fast_top: Ident | None = None
+    # Each variant is rendered (and its trees dropped) before the next is built: the
+    # trees of a big graph's functions take far more memory than their text.
+    fast_code, fast_top = Code(""), None
     if module.fast_path:
-        functions += ScopeWriter(module, module.top, "fast", names).write()
+        fast_code = _checked_code(ScopeWriter(module, module.top, "fast", names).write())
         fast_top = names.scope_fns[(module.top.symbol, "fast")]
-    fast_count = len(functions)
-    functions += ScopeWriter(module, module.top, "traced", names).write()
+    traced_code = _checked_code(ScopeWriter(module, module.top, "traced", names).write())
     traced_top = names.scope_fns[(module.top.symbol, "traced")]
-    fast_code = _checked_code(functions[:fast_count])
-    traced_code = _checked_code(functions[fast_count:])
 
     renames = extraction.renames
     types = _Types(graph, renames)
@@ -131,20 +132,36 @@ def module_level_names(extraction: Extraction) -> set[str]:
 
 def _checked_code(functions: list[ast.stmt]) -> Code:
     """Source for generated functions, proven to parse back to the very tree built."""
-    text = pyast.render(functions)
-    pyast.check_roundtrip(functions, text)
-    return Code(text)
+    return Code(pyast.render(functions, check=True))
+
+
+_COMPILE_ERRORS = (SyntaxError, ValueError, RecursionError, MemoryError)
 
 
 def verify_module(text: str, source_path: str, line: int) -> None:
     """Byte-compile the whole module before anything is written: a generated module that
-    Python would refuse (a syntax error, too many nested blocks) is an internal error."""
+    Python would refuse (a syntax error, too many nested blocks) is an internal error.
+
+    Compiled a batch of top-level statements at a time (compiler.sourcesplit), with the
+    module's ``from __future__ import annotations`` in force: the same verdict for every
+    statement as compiling the module whole, without the compiler's state for all of it
+    at once (hundreds of megabytes for a graph of ten thousand ops).
+    """
+    def compile_batch(batch: str) -> None:
+        compile(batch, "<generated>", "exec", flags=_ANNOTATIONS, dont_inherit=True)
+
     try:
-        compile(text, "<generated>", "exec", dont_inherit=True)
-    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        for _ in sourcesplit.batches(sourcesplit.lines_of(text), compile_batch):
+            pass
+    except _COMPILE_ERRORS as batch_error:
+        error: BaseException = batch_error
+        try:  # say it as compiling the module whole does (with the module's line numbers)
+            compile(text, "<generated>", "exec", dont_inherit=True)
+        except _COMPILE_ERRORS as exc:
+            error = exc
         raise CompileError(f"internal error: the generated module does not compile "
-                           f"({type(exc).__name__}: {exc}); please report it with this graph",
-                           source_path, line, exit_code=EXIT_INTERNAL) from exc
+                           f"({type(error).__name__}: {error}); please report it with this "
+                           "graph", source_path, line, exit_code=EXIT_INTERNAL) from error
 
 
 def _natural(text: str) -> list[Any]:

@@ -316,17 +316,21 @@ def fix_blocks(body: Sequence[ast.stmt]) -> None:
 # ------------------------------------------------------------------------ rendering
 
 
-def render(body: Sequence[ast.stmt]) -> str:
+def render(body: Sequence[ast.stmt], *, check: bool = False) -> str:
     """Source text for ``body``; blocks are made valid first (in place: see fix_blocks).
 
     Top-level statements are printed one by one so that module-level functions
     get PEP 8's two blank lines and a comment sits right above what it describes.
+    With ``check``, each one's text is proven to parse back to it (check_roundtrip) as
+    it is printed: only one statement's parsed tree exists at a time.
     """
     stmts_ = list(body)
     fix_blocks(stmts_)
     chunks: list[str] = []
     for i, stmt in enumerate(stmts_):
         text = ast.unparse(stmt)
+        if check:
+            check_roundtrip([stmt], text)
         after_comment = i > 0 and is_comment(stmts_[i - 1])
         if chunks and not after_comment:
             chunks.append("\n\n\n" if _is_def(stmt) or (
@@ -372,7 +376,7 @@ def first_difference(parsed: list[ast.stmt], built: list[ast.stmt]) -> str | Non
             b = [item for item in b if not is_comment(item)]
             if len(a) != len(b):
                 return f"{len(a)} items parsed, {len(b)} built: {[ast.dump(x)[:40] for x in b]}"
-            stack.extend(zip(a, b))
+            stack.extend(zip(a, b, strict=True))
         elif not (a is b or (a.__class__ is b.__class__ and not isinstance(a, (ast.AST, list))
                              and (a == b if a.__class__ in _EXACT_EQUALITY
                                   else repr(a) == repr(b)))):

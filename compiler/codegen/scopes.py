@@ -25,12 +25,13 @@ import ast
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Literal
 
 from compiler.codegen import pyast as py
 from compiler.codegen.names import Namespace
 from compiler.codegen.pyast import Ident
-from compiler.ir.nodes import ArgIR, ModuleIR, RegionIR, ScopeIR, StageIR
+from compiler.ir.nodes import ArgIR, ModuleIR, RegionIR, ResultIR, ScopeIR, StageIR
 from compiler.ir.printer import where
 from operonx.ir.model import UntilExpr
 from operonx.ir.until import to_ast
@@ -383,8 +384,12 @@ class ScopeWriter:
         self.region(out, self.scope.region(()), ctx)
         return {r.key: self._result_value(r.key) for r in self.scope.results}
 
+    @cached_property
+    def _results_by_key(self) -> dict[str, ResultIR]:
+        return {r.key: r for r in self.scope.results}  # a scan per key is quadratic
+
     def _result_value(self, key: str) -> ast.expr:
-        r = next(r for r in self.scope.results if r.key == key)
+        r = self._results_by_key[key]
         if r.depth == 0:
             return self._val(r.node, r.out_key)
         if self._in_order_direct(self._out_ctx(r.node), ()):

@@ -208,7 +208,7 @@ class _Extractor:
         if fn.__name__ == "<lambda>":
             return info, None
         for statement in info.bindings.get(fn.__name__, ()):
-            if isinstance(statement.node, cst.FunctionDef) and statement.line == loc.line:
+            if statement.line == loc.line and statement.is_function:
                 return info, statement
         raise _refuse(f"{what} is not defined at module level", loc.file, loc.line,
                            "move its `def` to the top level of its file")
@@ -321,7 +321,9 @@ class _Extractor:
         if renames:
             node = node.visit(transform.RenameGlobals(renames))  # type: ignore[assignment]
         annotator = transform.Annotator(top_return=top_return)
-        node = node.visit(annotator)  # type: ignore[assignment]
+        text = statement.own_code if not renames and statement.index >= 0 else _render(node)
+        if transform.needs_annotating(text):
+            node = node.visit(annotator)  # type: ignore[assignment]
         for typing_name in sorted(annotator.used):
             self.imports.setdefault(_TYPING_KEYS[typing_name], None)
         return _render(node)

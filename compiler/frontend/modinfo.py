@@ -10,16 +10,16 @@ what is a local and what is a global).
 from __future__ import annotations
 
 import ast
-import bisect
 import builtins
 import importlib.util
-import re
 import symtable
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
 import libcst as cst
+
+from compiler import sourcesplit
 
 BUILTIN_NAMES = frozenset(dir(builtins))
 
@@ -56,6 +56,7 @@ class Statement:
     # ``if __name__ == "__main__":`` does not run when the module is imported (as
     # ``operonx`` imports graph.py): it binds nothing the ops can see, and is never copied.
     main_guard: bool = False
+    is_function: bool = False  # a ``def`` or ``async def``
     code: str = ""
     own: tuple[int, int] = (0, 0)  # where in ``code`` its own lines are (no comments around)
     leading: bool = True  # False for a file's first statement: lines above it are the file's
@@ -124,14 +125,15 @@ class NameUse:
 def module_info(file: str, module_name: str, package: str | None) -> ModuleInfo:
     """Read ``file``'s top-level statements; ``package`` resolves its relative imports.
 
-    The file is parsed with :mod:`ast` a stretch at a time (:func:`_top_level`), never
-    whole: a graph file of ten thousand ops is mostly one ``with`` block, and neither
-    its tree nor a libcst tree of the file needs to exist for the statements the
-    extractor copies (each parsed with libcst on its own when it is copied).
+    The file is parsed with :mod:`ast` a batch of statements at a time
+    (:mod:`compiler.sourcesplit`), never whole: a graph file of ten thousand ops is
+    mostly one ``with`` block, and neither its tree nor a libcst tree of the file needs
+    to exist for the statements the extractor copies (each parsed with libcst on its
+    own when it is copied).
     """
     with open(file, encoding="utf-8") as f:
         source = f.read()
-    lines = _lines(source)
+    lines = sourcesplit.lines_of(source)
     spans = list(_top_level(lines))
     statements: list[Statement] = []
     bindings: dict[str, list[Statement]] = {}
@@ -157,7 +159,8 @@ def module_info(file: str, module_name: str, package: str | None) -> ModuleInfo:
                     imports.append(ImportedName(resolve_module(module, level, package), name,
                                                 asname or name))
         statement = Statement(index, span.first, _bound_names(own), tuple(imports),
-                              main_guard=span.main_guard, code=code,
+                              main_guard=span.main_guard, is_function=span.is_function,
+                              code=code,
                               own=(len(before), len(before) + len(own)), leading=index > 0)
         statements.append(statement)
         if statement.main_guard:
@@ -200,50 +203,13 @@ class _Span:
     last: int
     imports: tuple[_ImportSpec, ...]  # ("import" | "from", module, level, ((name, as), ...))
     main_guard: bool
+    is_function: bool
     block_indent: str | None  # indentation of its last indented block (None: no such block)
 
 
-def _lines(source: str) -> list[str]:
-    """``source``'s lines, ends kept, split where the tokenizer splits them (``\n`` only:
-    the file is read with universal newlines; a form feed is not a line break)."""
-    lines = [line + "\n" for line in source.split("\n")]
-    lines[-1] = lines[-1][:-1]
-    if not lines[-1]:
-        lines.pop()
-    return lines
-
-
-# A line at column 0 that continues the statement above rather than starting one.
-_CLAUSE = re.compile(r"(else|elif|except|finally)\b|[ \t\f#\n\r)\]}]|$")
-_BATCH_LINES = 2000  # parse about this many lines at a time: small trees, few parses
-
-
 def _top_level(lines: list[str]) -> Iterator[_Span]:
-    """The top-level statements of ``lines``, found by parsing a batch of lines at a time.
-
-    A batch ends just before a line that may start a statement (code at column 0 that
-    is not a clause such as ``else:``). When the cut falls inside a statement (a string
-    or brackets spanning it, a decorator above it) the batch does not parse and is
-    doubled: a batch that parses ends where a statement ends, since the only code that
-    can follow a complete statement at column 0 and still belong to it is a clause.
-    """
-    starts = [i for i, line in enumerate(lines) if not _CLAUSE.match(line)]
-    starts.append(len(lines))
-    position = 0  # index into ``starts`` of the next batch's first line (0 == line 0)
-    begin = 0
-    while begin < len(lines):
-        want = _BATCH_LINES
-        while True:
-            cut = bisect.bisect_left(starts, begin + want, lo=position)
-            end = starts[min(cut, len(starts) - 1)]
-            try:
-                tree = ast.parse("".join(lines[begin:end]))
-            except SyntaxError:
-                if end >= len(lines):
-                    raise
-                want *= 2
-                continue
-            break
+    """The top-level statements of ``lines``, parsed a batch at a time (see sourcesplit)."""
+    for begin, tree in sourcesplit.batches(lines, ast.parse):
         group: list[ast.stmt] = []
         for node in tree.body:
             if group and node.lineno == group[-1].end_lineno:  # ``a = 1; b = 2``
@@ -254,8 +220,6 @@ def _top_level(lines: list[str]) -> Iterator[_Span]:
             group = [node]
         if group:
             yield _span(group, begin, lines)
-        position = bisect.bisect_left(starts, end, lo=position)
-        begin = end
 
 
 def _span(group: list[ast.stmt], offset: int, lines: list[str]) -> _Span:
@@ -272,6 +236,7 @@ def _span(group: list[ast.stmt], offset: int, lines: list[str]) -> _Span:
     end = last.end_lineno if last.end_lineno is not None else last.lineno
     return _Span(min([first.lineno, *(d.lineno for d in decorators)]) + offset, end + offset,
                  tuple(imports), len(group) == 1 and is_main_guard(first),
+                 len(group) == 1 and isinstance(first, (ast.FunctionDef, ast.AsyncFunctionDef)),
                  _block_indent(last, offset, lines))
 
 
