@@ -10,6 +10,7 @@ import re
 import symtable
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import operonx
@@ -17,6 +18,7 @@ from compiler import sourcesplit
 from compiler.codegen import pyast
 from compiler.codegen.names import Namespace
 from compiler.codegen.render import (
+    PUBLIC_NAMES,
     RUNTIME_IMPORTS,
     RUNTIME_NAMES,
     Code,
@@ -25,6 +27,7 @@ from compiler.codegen.render import (
     merge_imports,
     render,
 )
+from compiler.codegen.runtime import free_names, names_read, select
 from compiler.codegen.scopes import ModuleNames, ScopeWriter
 from compiler.errors import EXIT_INTERNAL, CompileError
 from compiler.frontend.extract import Extraction
@@ -49,13 +52,14 @@ def generate(module: ModuleIR, graph: Graph, extraction: Extraction,
              reports: Sequence[PassReport]) -> str:
     basename = os.path.basename(module.source_path)
     names = ModuleNames(Namespace({*RUNTIME_NAMES, *module_level_names(extraction)}))
+    used = _Used(set(PUBLIC_NAMES), set())  # what the module reads: decides its runtime
     # Each variant is rendered (and its trees dropped) before the next is built: the
     # trees of a big graph's functions take far more memory than their text.
     fast_code, fast_top = Code(""), None
     if module.fast_path:
-        fast_code = _checked_code(ScopeWriter(module, module.top, "fast", names).write())
+        fast_code = used.code(ScopeWriter(module, module.top, "fast", names).write())
         fast_top = names.scope_fns[(module.top.symbol, "fast")]
-    traced_code = _checked_code(ScopeWriter(module, module.top, "traced", names).write())
+    traced_code = used.code(ScopeWriter(module, module.top, "traced", names).write())
     traced_top = names.scope_fns[(module.top.symbol, "traced")]
 
     renames = extraction.renames
@@ -90,7 +94,8 @@ def generate(module: ModuleIR, graph: Graph, extraction: Extraction,
         docstring=(f"The graph {module.graph_name!r} of {basename}, compiled by operonx.\n\n"
                    "Entry points: run, run_sync, stream, main. Imports only the standard "
                    "library,\nuvloop and what the copied ops import.\n"),
-        imports=merge_imports([*RUNTIME_IMPORTS, *extraction.imports]),
+        imports=[],  # below: once the runtime the module needs is known
+        runtime=Code(""),
         source_name=basename,
         blocks=[{"origin": f"{os.path.basename(b.origin.file)}:{b.origin.line}",
                  "source": Code(b.source.rstrip("\n"))} for b in extraction.blocks],
@@ -111,9 +116,39 @@ def generate(module: ModuleIR, graph: Graph, extraction: Extraction,
         fast_top=fast_top, fast_top_sync=module.top.inline,
         traced_functions=[traced_code], traced_top=traced_top,
     )
+    # The skeleton's own reads (entry points, types, checks), without the generated
+    # functions (read above, as trees) and the copied code (which never reads runtime names).
+    skeleton = render(**{**view, "blocks": [], "fast_functions": [], "traced_functions": []})
+    used.names |= free_names(skeleton)
+    used.attrs |= names_read(ast.parse(skeleton).body)[1]
+    runtime = select(used.names, used.attrs, RUNTIME_IMPORTS)
+    view.update(runtime=Code(runtime.code),
+                imports=merge_imports([*runtime.imports, *extraction.imports]))
     text = render(**view)
     verify_module(text, module.source_path, graph.loc.line)
     return text
+
+
+@dataclass
+class _Used:
+    """The names and attribute names the module's own code reads (not the copied code).
+
+    A generated function's every ``Name`` counts: its locals come from a Namespace that
+    never hands out a runtime name, so no local hides one.
+    """
+
+    names: set[str]
+    attrs: set[str]
+
+    def names_in(self, nodes: Sequence[ast.AST]) -> None:
+        names, attrs = names_read(nodes)
+        self.names |= names
+        self.attrs |= attrs
+
+    def code(self, functions: list[ast.stmt]) -> Code:
+        """Read ``functions``' names, then render them (checked)."""
+        self.names_in(functions)
+        return _checked_code(functions)
 
 
 def module_level_names(extraction: Extraction) -> set[str]:
