@@ -294,7 +294,7 @@ class _Extractor:
     def _emit(self, info: ModuleInfo, node: cst.BaseStatement, statement: Statement,
               own: Mapping[str, str], top_return: str | None) -> str:
         """Resolve what ``node`` reads, then render it renamed and fully annotated."""
-        use = name_use(_as_module(node).code)
+        use = name_use(_code_of(node, statement))
         if use.global_writes:
             names = ", ".join(sorted(use.global_writes))
             raise _refuse(
@@ -442,27 +442,32 @@ class _Extractor:
         import time (anything but a plain ``def``). Then it is refused, at the import.
         """
         changes: dict[str, bool] = {}
-
-        def changes_state(file: str, trail: frozenset[str]) -> bool:
-            if file not in changes:
-                changes[file] = any(f == file for f, _ in self.state_changes) or any(
-                    other not in trail and changes_state(other, trail | {file})
-                    for _, other in self.user_imports.get(file, []))
-            return changes[file]
-
         for file, imports in self.user_imports.items():
             info = self.infos[file]
             runs = sorted(info.statements[i].line for (f, i), block in self.copied.items()
                           if f == file and block is not None and i >= 0
                           and self._runs_at_import(info, info.statements[i]))
             for line, other in imports:
-                if runs and runs[0] < line and changes_state(other, frozenset({file})):
+                if runs and runs[0] < line and self._changes_state(other, frozenset({file}),
+                                                                   changes):
                     raise _refuse(
                         f"this import of {_short(other)} comes after line {runs[0]}, which "
                         f"the compiled module copies; {_short(other)} changes state, and the "
                         f"compiled module runs its copies before all of {_short(file)}'s, so "
                         "the two could run in another order than here", file, line,
                         f"move the import above line {runs[0]}")
+
+    def _changes_state(self, file: str, trail: frozenset[str], known: dict[str, bool]) -> bool:
+        """Whether ``file``, or a user module it imports, has a copied state change.
+
+        (A method, not a closure: a recursive closure is a reference cycle, which would
+        keep the extractor and every tree it read alive until the cyclic GC runs.)
+        """
+        if file not in known:
+            known[file] = any(f == file for f, _ in self.state_changes) or any(
+                other not in trail and self._changes_state(other, trail | {file}, known)
+                for _, other in self.user_imports.get(file, []))
+        return known[file]
 
     def _runs_at_import(self, info: ModuleInfo, statement: Statement) -> bool:
         """Anything but a plain ``def`` (``@op`` aside) runs code when the module does."""
@@ -572,20 +577,20 @@ class _Extractor:
         return tuple(block for _, block in ordered if block is not None)
 
     def _file_order(self) -> list[str]:
-        order: list[str] = []
+        order: dict[str, None] = {}
         visiting: set[str] = set()
-
-        def visit(file: str) -> None:
-            if file in visiting or file in order:
-                return
-            visiting.add(file)
-            for dep in self.module_edges.get(file, []):
-                visit(dep)
-            order.append(file)
-
         for file, _ in self.copied:
-            visit(file)
-        return order
+            self._visit_file(file, order, visiting)
+        return list(order)
+
+    def _visit_file(self, file: str, order: dict[str, None], visiting: set[str]) -> None:
+        """Depth first: a file after the files it imports (see _changes_state on closures)."""
+        if file in visiting or file in order:
+            return
+        visiting.add(file)
+        for dep in self.module_edges.get(file, []):
+            self._visit_file(dep, order, visiting)
+        order[file] = None
 
 
 # ------------------------------------------------------------------- helpers
@@ -645,6 +650,30 @@ def _statement_what(statement: Statement) -> str:
 
 def _short(file: str) -> str:
     return file.rsplit("/", 1)[-1]
+
+
+def _code_of(node: cst.BaseStatement, statement: Statement) -> str:
+    """The code of ``node``: ``statement`` with some of its decorators removed.
+
+    Cut from the statement's own text (the removed decorators' lines blanked) rather than
+    printed by libcst: only names are read from it, and printing is slow.
+    """
+    if statement.parsed is not None or not isinstance(node, cst.FunctionDef):
+        return _as_module(node).code
+    original = statement.node
+    assert isinstance(original, cst.FunctionDef)
+    kept = {id(d) for d in node.decorators}
+    removed = [i for i, d in enumerate(original.decorators) if id(d) not in kept]
+    if not removed:
+        return statement.own_code
+    tree = statement.ast_nodes()[0]
+    assert isinstance(tree, (ast.FunctionDef, ast.AsyncFunctionDef))
+    lines = statement.own_code.split("\n")
+    for i in removed:
+        decorator = tree.decorator_list[i]
+        for line in range(decorator.lineno, (decorator.end_lineno or decorator.lineno) + 1):
+            lines[line - statement.line] = ""
+    return "\n".join(lines)
 
 
 def _render(node: cst.BaseStatement) -> str:
