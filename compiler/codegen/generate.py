@@ -10,7 +10,7 @@ import re
 import symtable
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import operonx
@@ -27,7 +27,7 @@ from compiler.codegen.render import (
     merge_imports,
     render,
 )
-from compiler.codegen.runtime import free_names, names_read, select
+from compiler.codegen.runtime import defined_needs, free_names, library, names_read, select
 from compiler.codegen.scopes import ModuleNames, ScopeWriter
 from compiler.errors import EXIT_INTERNAL, CompileError
 from compiler.frontend.extract import Extraction
@@ -119,8 +119,11 @@ def generate(module: ModuleIR, graph: Graph, extraction: Extraction,
     # The skeleton's own reads (entry points, types, checks), without the generated
     # functions (read above, as trees) and the copied code (which never reads runtime names).
     skeleton = render(**{**view, "blocks": [], "fast_functions": [], "traced_functions": []})
+    skeleton_tree = ast.parse(skeleton).body
     used.names |= free_names(skeleton)
-    used.attrs |= names_read(ast.parse(skeleton).body)[1]
+    used.attrs |= names_read(skeleton_tree)[1]
+    used.at_import |= {n for stmt in skeleton_tree for n in defined_needs(stmt)}
+    _runtime_defined_in_time(used.at_import, module.source_path, graph.loc.line)
     runtime = select(used.names, used.attrs, RUNTIME_IMPORTS)
     view.update(runtime=Code(runtime.code),
                 imports=merge_imports([*runtime.imports, *extraction.imports]))
@@ -139,16 +142,27 @@ class _Used:
 
     names: set[str]
     attrs: set[str]
-
-    def names_in(self, nodes: Sequence[ast.AST]) -> None:
-        names, attrs = names_read(nodes)
-        self.names |= names
-        self.attrs |= attrs
+    at_import: set[str] = field(default_factory=set)  # read when the module is imported
 
     def code(self, functions: list[ast.stmt]) -> Code:
         """Read ``functions``' names, then render them (checked)."""
-        self.names_in(functions)
+        names, attrs = names_read(functions)
+        self.names |= names
+        self.attrs |= attrs
+        self.at_import |= {n for stmt in functions for n in defined_needs(stmt)}
         return _checked_code(functions)
+
+
+def _runtime_defined_in_time(at_import: set[str], source_path: str, line: int) -> None:
+    """The runtime is defined at the end of the module (the graph reads first): code above
+    it may read a runtime name inside a function, never when the module is imported."""
+    early = sorted(at_import & library().names)
+    if early:
+        raise CompileError(
+            f"internal error: module-level code reads runtime name(s) {', '.join(early)} "
+            "while the module is imported, above where the runtime is defined; read them "
+            "inside a function, or define the value in a runtime library template",
+            source_path, line, exit_code=EXIT_INTERNAL)
 
 
 def module_level_names(extraction: Extraction) -> set[str]:

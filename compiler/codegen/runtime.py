@@ -135,7 +135,7 @@ def _annotation_names(tree: ast.AST) -> set[str]:
     return names_read(annotations)[0]
 
 
-def _defined_needs(node: ast.stmt) -> frozenset[str]:
+def defined_needs(node: ast.stmt) -> frozenset[str]:
     """The names ``node`` evaluates when it runs at module level (annotations are not:
     the module has ``from __future__ import annotations``; function bodies are not)."""
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -146,7 +146,7 @@ def _defined_needs(node: ast.stmt) -> frozenset[str]:
     if isinstance(node, ast.ClassDef):
         found = set(names_read([*node.decorator_list, *node.bases, *node.keywords])[0])
         for item in node.body:
-            found |= _defined_needs(item)
+            found |= defined_needs(item)
         return frozenset(found)
     if isinstance(node, ast.AnnAssign):
         return frozenset(names_read([node.value] if node.value is not None else [])[0])
@@ -216,7 +216,7 @@ def _class_snippet(lines: Sequence[str], gap_start: int, node: ast.ClassDef,
     head = Part(whole.text, whole.gap, frozenset(free_names(head_code)),
                 frozenset(names_read([*node.decorator_list, *node.bases, *node.keywords,
                                       *kept])[1]))
-    return Snippet(order, section, frozenset({node.name}), _defined_needs(node), head,
+    return Snippet(order, section, frozenset({node.name}), defined_needs(node), head,
                    tuple(methods), tuple(segments))
 
 
@@ -247,7 +247,7 @@ def parse_library(text: str, rank: int) -> list[Snippet]:
             snippet = _class_snippet(lines, previous_end, node, order)
         else:
             part, banner = _part(lines, previous_end, node)
-            snippet = Snippet(order, banner, _binds(node), _defined_needs(node), part)
+            snippet = Snippet(order, banner, _binds(node), defined_needs(node), part)
         if snippet.section:
             section = snippet.section
         elif section:

@@ -156,3 +156,15 @@ def _reads(source: str) -> set[str]:
         elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
             found.add(node.id)  # annotations too (symtable does not see them here)
     return found
+
+
+def test_code_above_the_runtime_may_not_read_it_at_import_time() -> None:
+    """The runtime is defined after main(): a module-level statement above it that read a
+    runtime name when the module is imported would fail at import; the compiler refuses."""
+    from compiler.codegen.generate import _runtime_defined_in_time
+    from compiler.errors import EXIT_INTERNAL, CompileError
+
+    _runtime_defined_in_time({"TypedDict", "ErrorInfo", "_Limits"}, "g.py", 3)  # not runtime
+    with pytest.raises(CompileError) as info:
+        _runtime_defined_in_time({"_SKIPPED", "Any"}, "g.py", 3)
+    assert info.value.exit_code == EXIT_INTERNAL and "_SKIPPED" in str(info.value)
