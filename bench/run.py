@@ -588,9 +588,24 @@ def write_report(h: Harness, elapsed: float, load: tuple[str, str]) -> list[str]
     for note in h.notes:
         add(f"- {note}")
     os.makedirs(os.path.dirname(s.results_path), exist_ok=True)
+    kept = _compile_scale_section(s.results_path)  # measured apart: `scale.py --compile-scale`
     with open(s.results_path, "w", encoding="utf-8") as fh:
-        fh.write("\n".join(lines) + "\n")
+        fh.write("\n".join(lines) + "\n" + (f"\n{kept}\n" if kept else ""))
     return verdicts
+
+
+def _compile_scale_section(path: str) -> str:
+    """The compile-scale section of the report at ``path``, kept when the report is rewritten
+    (it takes minutes to measure, so ``bench/scale.py --compile-scale`` writes it alone)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError:
+        return ""
+    if scale.SECTION_START not in text or scale.SECTION_END not in text:
+        return ""
+    inner = text.split(scale.SECTION_START, 1)[1].split(scale.SECTION_END, 1)[0]
+    return scale.SECTION_START + inner + scale.SECTION_END
 
 
 def collect_errors(h: Harness) -> list[tuple[str, str]]:

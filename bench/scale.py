@@ -3,6 +3,9 @@
     python bench/scale.py            # writes bench/out/scale/{chain,fanout}_{10,100,1000}.py
     python bench/scale.py --measure [--sizes 10,100,1000,3000]
                                      # in-process: DSL build, Engine(), compile -O2, per op
+    python bench/scale.py --compile-scale [--sizes 1000,3000,10000]
+                                     # operonx compile's time and peak memory, a fresh
+                                     # process per graph; writes its section of RESULTS.md
 
 * ``chain_N``: ``step`` used N times in a chain (``x + 1`` each), no stream.
   Also run on every engine: per-op cost against graph size (the PNG plot).
@@ -129,6 +132,133 @@ def measure(sizes: tuple[int, ...], repeat: int = 3) -> list[str]:
     return rows
 
 
+# --------------------------------------------------------------------- compile scale
+
+COMPILE_SIZES = (1000, 3000, 10000)
+RESULTS = os.path.join(BENCH_DIR, "RESULTS.md")
+SECTION_START = "<!-- compile-scale: written by `python bench/scale.py --compile-scale` -->"
+SECTION_END = "<!-- /compile-scale -->"
+
+
+def _rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def time_compile(path: str) -> dict[str, float]:
+    """In this (fresh) process, as ``operonx compile`` does: import the graph file, then
+    compile it at -O2 with the type check (SPEC §7.1). Wall and CPU seconds of each, the
+    type check's share, and the process's peak RSS after the import and after the compile.
+
+    The type check's share is timed by wrapping ``compiler.api._typecheck`` (the call
+    ``compile_graph`` makes); its mypy cache is the user's, warm after the first run.
+    """
+    sys.path.insert(0, os.path.dirname(BENCH_DIR))
+    import compiler.api
+    from compiler.frontend.load import find_graphs, load_module, select_graph
+
+    typecheck = compiler.api._typecheck
+    spent = [0.0]
+
+    def timed(*args: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return typecheck(*args)
+        finally:
+            spent[0] += time.perf_counter() - t0
+
+    compiler.api._typecheck = timed  # type: ignore[assignment]
+    t0, c0 = time.perf_counter(), time.process_time()
+    name, graph = select_graph(find_graphs(load_module(path)), None, path)
+    t1, c1 = time.perf_counter(), time.process_time()
+    rss_built = _rss_mb()
+    result = compiler.api.compile_graph(graph, source_path=path, graph_name=name, opt_level=2)
+    t2, c2 = time.perf_counter(), time.process_time()
+    return {"build_s": t1 - t0, "build_cpu_s": c1 - c0, "compile_s": t2 - t1,
+            "compile_cpu_s": c2 - c1, "typecheck_s": spent[0], "rss_built_mb": rss_built,
+            "rss_peak_mb": _rss_mb(), "lines": result.source.count("\n")}
+
+
+def measure_compile(sizes: tuple[int, ...]) -> dict[tuple[str, int], dict[str, float]]:
+    """``time_compile`` for every shape and size, each in a fresh interpreter."""
+    import json
+    import subprocess
+
+    paths = generate(sizes)
+    out: dict[tuple[str, int], dict[str, float]] = {}
+    for shape in SHAPES:
+        for n in sizes:
+            done = subprocess.run([sys.executable, os.path.abspath(__file__), "--time-compile",
+                                   paths[(shape, n)]], capture_output=True, text=True,
+                                  check=True, timeout=1800)
+            out[(shape, n)] = json.loads(done.stdout)
+            print(f"{shape}_{n}: {out[(shape, n)]}", file=sys.stderr, flush=True)
+    return out
+
+
+def compile_section(points: dict[tuple[str, int], dict[str, float]]) -> list[str]:
+    """The Markdown section: one row per graph, then the linearity verdicts."""
+    rows = [SECTION_START, "## Compile scale: `operonx compile` at 1,000 to 10,000 ops", "",
+            "Each graph compiled in a fresh process, as `operonx compile` does: import the "
+            "graph file (*build*: the DSL and its checks), then `compile_graph` at -O2 *with* "
+            "the type check (mypy over every op; its cache warm). *Peak RSS* is the whole "
+            "process's high-water mark (Python, the compiler's imports, the graph itself, "
+            "the compile); *after build* is the mark before the compile starts. Targets: "
+            "10,000 ops compile in ≤ 10 s and ≤ 400 MB, linear from 1,000.", "",
+            "| graph | build | compile | of which type check | compile CPU | compile per op "
+            "| peak RSS after build | peak RSS | module lines |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for (shape, n), p in sorted(points.items()):
+        rows.append(f"| `{shape}_{n}` | {_fmt(p['build_s'])} | {_fmt(p['compile_s'])} "
+                    f"| {_fmt(p['typecheck_s'])} | {_fmt(p['compile_cpu_s'])} "
+                    f"| {_fmt(p['compile_cpu_s'] / n)} | {p['rss_built_mb']:.0f} MB "
+                    f"| {p['rss_peak_mb']:.0f} MB | {int(p['lines']):,} |")
+    rows.append("")
+    for shape in SHAPES:
+        cpu = sorted((n, p["compile_cpu_s"]) for (s, n), p in points.items() if s == shape)
+        step = superlinear(cpu)
+        big = max(cpu)[0]
+        at = points[(shape, big)]
+        rows.append(f"- `{shape}`: compile CPU "
+                    + (f"**superlinear** ({step})" if step else "linear (per op within 1.5×)")
+                    + f"; at {big:,} ops {_fmt(at['compile_s'])} "
+                    + ("(met)" if at["compile_s"] <= 10 else "(**missed**: > 10 s)")
+                    + f", peak {at['rss_peak_mb']:.0f} MB "
+                    + ("(met)" if at["rss_peak_mb"] <= 400 else "(**missed**: > 400 MB)") + ".")
+    rows += ["", "Where `fanout_10000`'s compile goes (profiled once, of about 19 s): copying "
+             "the ops out of graph.py 6.5 s (libcst parses and prints each op, its names are "
+             "resolved, the `with` block is checked for state changes), printing the generated "
+             "functions and proving they parse back to their trees 3.8 s, the ops' output "
+             "types read from their source 2 s (one `inspect` read per op), the type check "
+             "1.4 s, byte-compiling the module 1.4 s, writing the functions' trees 1.1 s. The "
+             "peak is the one generated function per variant that holds every stage (about "
+             "half the module's lines each): its syntax tree, the parse that proves its text, "
+             "its byte-compilation, on top of the graph itself (*after build*). Splitting a "
+             "scope into functions of bounded size in the code generator would bound it."]
+    rows += ["", "Before issue 11's compiler fixes (main at cfdac51, measured the same way on the "
+             "same machine): `chain_10000` 20.1 s CPU and 865 MB peak, `fanout_10000` 52.8 s "
+             "CPU and 1,761 MB; per op, `chain` 1.7, 1.7 and 2.0 ms and `fanout` 4.2, 4.4 "
+             "and 5.3 ms at 1,000, 3,000 and 10,000 ops.", "", SECTION_END]
+    return rows
+
+
+def write_section(rows: list[str], path: str = RESULTS) -> None:
+    """Replace the compile-scale section of ``path`` (or append it)."""
+    text = ""
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    section = "\n".join(rows)
+    if SECTION_START in text and SECTION_END in text:
+        before, rest = text.split(SECTION_START, 1)
+        text = before + section + rest.split(SECTION_END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
 def _fmt(seconds: float) -> str:
     if seconds >= 1:
         return f"{seconds:.2f} s"
@@ -144,7 +274,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)),
                         help="comma-separated op counts (default: %(default)s)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per timing (best kept)")
+    parser.add_argument("--compile-scale", action="store_true",
+                        help="operonx compile's time and peak memory per graph (a fresh process "
+                        "each; sizes default to 1000,3000,10000); writes bench/RESULTS.md's "
+                        "section")
+    parser.add_argument("--time-compile", metavar="GRAPH_PY",
+                        help="import and compile GRAPH_PY in this process; print JSON")
     args = parser.parse_args(argv)
+    if args.time_compile:
+        import json
+
+        print(json.dumps(time_compile(args.time_compile)))
+        return 0
+    if args.compile_scale:
+        sizes = (tuple(int(x) for x in args.sizes.split(",")) if args.sizes != parser.get_default(
+            "sizes") else COMPILE_SIZES)
+        rows = compile_section(measure_compile(sizes))
+        write_section(rows)
+        print("\n".join(rows))
+        return 0
     sizes = tuple(int(x) for x in args.sizes.split(","))
     if args.measure:
         print("\n".join(measure(sizes, args.repeat)))

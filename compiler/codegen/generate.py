@@ -1,6 +1,7 @@
 """The code generator: lowered IR (after the passes) -> the text of one standalone module."""
 
 from __future__ import annotations
+import __future__
 
 import ast
 import hashlib
@@ -9,13 +10,15 @@ import os
 import re
 import textwrap
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import operonx
+from compiler import sourcesplit
 from compiler.codegen import pyast
 from compiler.codegen.names import Namespace
-from compiler.codegen.pyast import Ident
 from compiler.codegen.render import (
+    PUBLIC_NAMES,
     RUNTIME_IMPORTS,
     RUNTIME_NAMES,
     Code,
@@ -24,12 +27,15 @@ from compiler.codegen.render import (
     merge_imports,
     render,
 )
+from compiler.codegen.runtime import defined_needs, free_names, library, names_read, select
 from compiler.codegen.scopes import ModuleNames, ScopeWriter
 from compiler.errors import EXIT_INTERNAL, CompileError
 from compiler.frontend.extract import Extraction, module_level_names
 from compiler.ir.nodes import ModuleIR
 from compiler.passes.base import PassReport
 from operonx.ir.model import Graph
+
+_ANNOTATIONS = __future__.annotations.compiler_flag
 
 
 def source_digest(path: str) -> str:
@@ -45,17 +51,19 @@ def generate(module: ModuleIR, graph: Graph, extraction: Extraction,
              reports: Sequence[PassReport]) -> str:
     basename = os.path.basename(module.source_path)
     names = ModuleNames(Namespace({*RUNTIME_NAMES, *module_level_names(extraction)}))
-    functions: list[ast.stmt] = []
-    fast_top: Ident | None = None
+    used = _Used(set(PUBLIC_NAMES), set())  # what the module reads: decides its runtime
+    # Each variant is rendered (and its trees dropped) before the next is built: the
+    # trees of a big graph's functions take far more memory than their text.
+    fast_code, fast_top = Code(""), None
     if module.fast_path:
-        functions += ScopeWriter(module, module.top, "fast", names).write()
+        fast_code = used.code(ScopeWriter(module, module.top, "fast", names).write())
         fast_top = names.scope_fns[(module.top.symbol, "fast")]
-    fast_count = len(functions)
-    functions += ScopeWriter(module, module.top, "traced", names).write()
+    traced_code = used.code(ScopeWriter(module, module.top, "traced", names).write())
     traced_top = names.scope_fns[(module.top.symbol, "traced")]
-    fast_code = _checked_code(functions[:fast_count])
-    traced_code = _checked_code(functions[fast_count:])
-    policy_code = _checked_code(names.policy_objects) if names.policy_objects else None
+    # Module-level policy objects (SPEC §9): they are built when the module is imported,
+    # so they stand after the runtime they use.
+    policy_code = (used.code(names.policy_objects, below_runtime=True)
+                   if names.policy_objects else None)
     extra_imports = [f"import {module} as {alias}" for module, alias in names.imports.items()]
 
     input_fields = [_field(key, text, required) for key, text, required in module.input_fields]
@@ -85,8 +93,8 @@ def generate(module: ModuleIR, graph: Graph, extraction: Extraction,
         docstring=(f"The graph {module.graph_name!r} of {basename}, compiled by operonx.\n\n"
                    "Entry points: run, run_sync, stream, main. Imports only the standard "
                    "library,\nuvloop and what the copied ops import.\n"),
-        imports=merge_imports([*RUNTIME_IMPORTS, *extraction.imports, *module.type_imports,
-                               *extra_imports]),
+        imports=[],  # below: once the runtime the module needs is known
+        runtime=Code(""),
         policy_objects=policy_code,
         source_name=basename,
         blocks=[{"origin": f"{os.path.basename(b.origin.file)}:{b.origin.line}",
@@ -111,27 +119,91 @@ def generate(module: ModuleIR, graph: Graph, extraction: Extraction,
         fast_top=fast_top, fast_top_sync=module.top.inline,
         traced_functions=[traced_code], traced_top=traced_top,
     )
+    # The skeleton's own reads (entry points, types, checks), without the generated
+    # functions (read above, as trees) and the copied code (which never reads runtime names).
+    skeleton = render(**{**view, "blocks": [], "fast_functions": [], "traced_functions": [],
+                         "policy_objects": None})
+    skeleton_tree = ast.parse(skeleton).body
+    used.names |= free_names(skeleton)
+    used.attrs |= names_read(skeleton_tree)[1]
+    used.at_import |= {n for stmt in skeleton_tree for n in defined_needs(stmt)}
+    _runtime_defined_in_time(used.at_import, module.source_path, graph.loc.line)
+    runtime = select(used.names, used.attrs, RUNTIME_IMPORTS)
+    view.update(runtime=Code(runtime.code),
+                imports=merge_imports([*runtime.imports, *extraction.imports,
+                                       *module.type_imports, *extra_imports]))
     text = render(**view)
     verify_module(text, module.source_path, graph.loc.line)
     return text
 
 
+@dataclass
+class _Used:
+    """The names and attribute names the module's own code reads (not the copied code).
+
+    A generated function's every ``Name`` counts: its locals come from a Namespace that
+    never hands out a runtime name, so no local hides one.
+    """
+
+    names: set[str]
+    attrs: set[str]
+    at_import: set[str] = field(default_factory=set)  # read when the module is imported
+
+    def code(self, functions: list[ast.stmt], below_runtime: bool = False) -> Code:
+        """Read ``functions``' names, then render them (checked). Code placed
+        ``below_runtime`` may read runtime names when the module is imported."""
+        names, attrs = names_read(functions)
+        self.names |= names
+        self.attrs |= attrs
+        if not below_runtime:
+            self.at_import |= {n for stmt in functions for n in defined_needs(stmt)}
+        return _checked_code(functions)
+
+
+def _runtime_defined_in_time(at_import: set[str], source_path: str, line: int) -> None:
+    """The runtime is defined at the end of the module (the graph reads first): code above
+    it may read a runtime name inside a function, never when the module is imported."""
+    early = sorted(at_import & library().names)
+    if early:
+        raise CompileError(
+            f"internal error: module-level code reads runtime name(s) {', '.join(early)} "
+            "while the module is imported, above where the runtime is defined; read them "
+            "inside a function, or define the value in a runtime library template",
+            source_path, line, exit_code=EXIT_INTERNAL)
+
+
 def _checked_code(functions: list[ast.stmt]) -> Code:
     """Source for generated functions, proven to parse back to the very tree built."""
-    text = pyast.render(functions)
-    pyast.check_roundtrip(functions, text)
-    return Code(text)
+    return Code(pyast.render(functions, check=True))
+
+
+_COMPILE_ERRORS = (SyntaxError, ValueError, RecursionError, MemoryError)
 
 
 def verify_module(text: str, source_path: str, line: int) -> None:
     """Byte-compile the whole module before anything is written: a generated module that
-    Python would refuse (a syntax error, too many nested blocks) is an internal error."""
+    Python would refuse (a syntax error, too many nested blocks) is an internal error.
+
+    Compiled a batch of top-level statements at a time (compiler.sourcesplit), with the
+    module's ``from __future__ import annotations`` in force: the same verdict for every
+    statement as compiling the module whole, without the compiler's state for all of it
+    at once (hundreds of megabytes for a graph of ten thousand ops).
+    """
+    def compile_batch(batch: str) -> None:
+        compile(batch, "<generated>", "exec", flags=_ANNOTATIONS, dont_inherit=True)
+
     try:
-        compile(text, "<generated>", "exec", dont_inherit=True)
-    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        for _ in sourcesplit.batches(sourcesplit.lines_of(text), compile_batch):
+            pass
+    except _COMPILE_ERRORS as batch_error:
+        error: BaseException = batch_error
+        try:  # say it as compiling the module whole does (with the module's line numbers)
+            compile(text, "<generated>", "exec", dont_inherit=True)
+        except _COMPILE_ERRORS as exc:
+            error = exc
         raise CompileError(f"internal error: the generated module does not compile "
-                           f"({type(exc).__name__}: {exc}); please report it with this graph",
-                           source_path, line, exit_code=EXIT_INTERNAL) from exc
+                           f"({type(error).__name__}: {error}); please report it with this "
+                           "graph", source_path, line, exit_code=EXIT_INTERNAL) from error
 
 
 def _natural(text: str) -> list[Any]:

@@ -20,8 +20,7 @@ Comments have no node in :mod:`ast`. :func:`comment` makes an expression
 statement whose ``Name`` holds the comment text: :func:`ast.unparse` writes a
 name verbatim, so it prints as an ordinary ``# ...`` line at the statement's
 indentation. The text is made printable first (one line, no control
-characters), and :func:`strip_comments` removes these statements before the
-round-trip comparison.
+characters), and the round-trip comparison skips these statements.
 """
 
 from __future__ import annotations
@@ -290,24 +289,41 @@ def block(body: Sequence[ast.stmt]) -> list[ast.stmt]:
     return stmts_
 
 
-def fix_blocks(tree: ast.AST) -> None:
-    """Make every block Python accepts, in place: a compound statement's body (or a
-    present ``else``/``finally``) that holds only comments gets a ``pass``."""
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Module):
-            continue
+def fix_blocks(body: Sequence[ast.stmt]) -> None:
+    """Make every block in ``body`` one Python accepts, in place: a compound statement's
+    body (or a present ``else``/``finally``) that holds only comments gets a ``pass``. Every
+    statement also gets a ``lineno`` (the unparser reads it, for type comments).
+
+    Only statements are visited, never expressions: a big module has ten times more
+    expression nodes than statements, and none of them holds a block.
+    """
+    stack: list[ast.AST] = list(body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.stmt) and getattr(node, "lineno", None) is None:
+            node.lineno = 1
         for field in ("body", "orelse", "finalbody"):
             value = getattr(node, field, None)
             if not isinstance(value, list) or (field != "body" and not value):
                 continue
             if all(is_comment(s) for s in value):
                 value.append(ast.Pass())
+            stack.extend(value)
+        stack.extend(getattr(node, "handlers", None) or ())  # except clauses: their bodies
+        stack.extend(getattr(node, "cases", None) or ())  # match cases: their bodies
 
 
-def merge_nested_ifs(tree: ast.AST) -> None:
+def merge_nested_ifs(body: Sequence[ast.stmt]) -> None:
     """``if a:`` whose whole body is ``if b: ...`` (neither with an ``else``) becomes
-    ``if a and b: ...``, in place: ``and`` evaluates ``b`` only when ``a`` holds, as before."""
-    for node in ast.walk(tree):
+    ``if a and b: ...``, in place: ``and`` evaluates ``b`` only when ``a`` holds, as before.
+    Only statements are visited (as in ``fix_blocks``)."""
+    stack: list[ast.AST] = list(body)
+    while stack:
+        node = stack.pop()
+        for field in ("body", "orelse", "finalbody"):
+            stack.extend(getattr(node, field, None) or ())
+        for handler in getattr(node, "handlers", None) or ():
+            stack.extend(handler.body)
         if isinstance(node, ast.If) and not node.orelse:
             while (len(node.body) == 1 and isinstance(node.body[0], ast.If)
                    and not node.body[0].orelse):
@@ -325,23 +341,26 @@ def _conjuncts(test: ast.expr) -> list[ast.expr]:
 # ------------------------------------------------------------------------ rendering
 
 
-def render(body: Sequence[ast.stmt]) -> str:
-    """Source text for ``body``; blocks are made valid first.
+def render(body: Sequence[ast.stmt], *, check: bool = False) -> str:
+    """Source text for ``body``; blocks are made valid first (in place: see fix_blocks).
 
     Top-level statements are printed one by one so that module-level functions
     get PEP 8's two blank lines and a comment sits right above what it describes.
+    With ``check``, each one's text is proven to parse back to it (check_roundtrip) as
+    it is printed: only one statement's parsed tree exists at a time.
     """
-    module = ast.Module(body=list(body), type_ignores=[])
-    fix_blocks(module)
-    merge_nested_ifs(module)
-    ast.fix_missing_locations(module)  # the unparser reads ``lineno`` for type comments
+    stmts_ = list(body)
+    fix_blocks(stmts_)
+    merge_nested_ifs(stmts_)
     chunks: list[str] = []
-    for i, stmt in enumerate(module.body):
+    for i, stmt in enumerate(stmts_):
         text = ast.unparse(stmt)
-        after_comment = i > 0 and is_comment(module.body[i - 1])
+        if check:
+            check_roundtrip([stmt], text)
+        after_comment = i > 0 and is_comment(stmts_[i - 1])
         if chunks and not after_comment:
             chunks.append("\n\n\n" if _is_def(stmt) or (
-                is_comment(stmt) and i + 1 < len(module.body) and _is_def(module.body[i + 1]))
+                is_comment(stmt) and i + 1 < len(stmts_) and _is_def(stmts_[i + 1]))
                 else "\n")
         elif after_comment:
             chunks.append("\n")
@@ -353,28 +372,47 @@ def _is_def(stmt: ast.stmt) -> bool:
     return isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
 
 
-def strip_comments(body: Sequence[ast.stmt]) -> ast.Module:
-    """A copy of ``body`` without the comment statements (what parsing the text gives)."""
-
-    class _Strip(ast.NodeTransformer):
-        def visit_Expr(self, node: ast.Expr) -> ast.AST | None:
-            return None if is_comment(node) else self.generic_visit(node)
-
-    import copy
-
-    module = ast.Module(body=copy.deepcopy(list(body)), type_ignores=[])
-    fix_blocks(module)
-    merge_nested_ifs(module)
-    return _Strip().visit(module)  # type: ignore[no-any-return]
-
-
 def check_roundtrip(body: Sequence[ast.stmt], text: str) -> None:
-    """Raise AssertionError unless ``text`` parses to exactly the tree ``body`` describes."""
-    parsed = ast.dump(ast.parse(text))
-    built = ast.dump(strip_comments(body))
-    if parsed != built:
+    """Raise AssertionError unless ``text`` parses to exactly the tree ``body`` describes.
+
+    ``body`` as :func:`render` left it (blocks made valid); its comment statements are
+    what the parser drops. Trees are compared node by node, field by field (what
+    ``ast.dump`` shows, without building two copies and two dumps of a big module).
+    """
+    difference = first_difference(ast.parse(text).body, list(body))
+    if difference is not None:
         raise AssertionError("generated code does not parse back to the tree it was built "
-                             f"from:\n{text[:2000]}")
+                             f"from ({difference}):\n{text[:2000]}")
+
+
+def first_difference(parsed: list[ast.stmt], built: list[ast.stmt]) -> str | None:
+    """Where ``built`` (comment statements ignored) differs from ``parsed``; None if nowhere.
+
+    The same comparison as ``ast.dump(a) == ast.dump(b)``: node types, every field (an
+    absent optional field reads as None), values by type and ``repr``; positions ignored.
+    """
+    stack: list[tuple[object, object]] = [(parsed, built)]
+    while stack:
+        a, b = stack.pop()
+        if isinstance(a, ast.AST) and isinstance(b, ast.AST):
+            if a.__class__ is not b.__class__:
+                return f"{ast.dump(a)[:80]} parsed, {ast.dump(b)[:80]} built"
+            stack.extend([(getattr(a, f, None), getattr(b, f, None)) for f in a._fields])
+        elif isinstance(a, list) and isinstance(b, list):
+            b = [item for item in b if not is_comment(item)]
+            if len(a) != len(b):
+                return f"{len(a)} items parsed, {len(b)} built: {[ast.dump(x)[:40] for x in b]}"
+            stack.extend(zip(a, b, strict=True))
+        elif not (a is b or (a.__class__ is b.__class__ and not isinstance(a, (ast.AST, list))
+                             and (a == b if a.__class__ in _EXACT_EQUALITY
+                                  else repr(a) == repr(b)))):
+            return f"{a!r:.80} parsed, {b!r:.80} built"
+    return None
+
+
+# Types whose ``==`` (same type on both sides) is exactly "same repr"; floats are not
+# (``0.0 == -0.0``), so they and anything else are compared by ``repr`` as ast.dump does.
+_EXACT_EQUALITY = frozenset({str, int, bytes, bool, type(None), type(...)})
 
 
 def block_depth(body: Sequence[ast.stmt]) -> int:

@@ -28,7 +28,8 @@ from compiler.codegen.pyast import Ident, lit, printable
 
 STDLIB = frozenset(sys.stdlib_module_names)
 
-# What the runtime and entry points import; copied code must not take these names.
+# What the runtime and the skeleton may import: a module gets the names it reads
+# (compiler.codegen.runtime.select); copied code must not take any of them.
 RUNTIME_IMPORTS = (
     "import argparse", "import asyncio", "import collections", "import contextlib",
     "import functools", "import json", "import operator", "import random",
@@ -37,23 +38,17 @@ RUNTIME_IMPORTS = (
     "from dataclasses import dataclass",
     "from typing import Any, Literal, NoReturn, NotRequired, TypeVar, TypedDict, cast",
 )
-RUNTIME_NAMES = frozenset({
-    "argparse", "asyncio", "collections", "contextlib", "functools", "json", "operator",
-    "random", "sys", "threading", "time", "uvloop", "AsyncIterator", "Awaitable", "Callable",
-    "Mapping", "dataclass", "Any", "Literal", "NoReturn", "NotRequired", "TypeVar", "TypedDict",
-    "cast", "_T",
-    "OperonxError", "GraphError", "InputError", "OpError", "LoopLimitExceeded", "SpanContext",
-    "Frame", "ErrorInfo", "Inputs", "Result", "run", "run_sync", "stream", "main",
-    "_SKIPPED", "_FAILED", "_rng", "_by_index", "_new_trace_id", "_new_span_id", "_op_error",
-    "_problem",
-    "_outputs", "_complete", "_in_order", "_unwrap", "_RunBase", "_Run",
-    "_scope_inputs", "_traced_run", "_loop_limit", "_missing", "_NO_LIMITS", "_BACKLOG_HIGH",
-    "_Limits", "_REQUIRED", "_ACCEPTED", "_OP_FAILURES", "_cancelling", "_gen_failed",
-    "_agen_failed", "_GRAPH", "_READS", "_REQUIRED_ORDER", "_ChromeTraceWriter",
-    "_is_op_failure", "_closing_note", "annotations", "_NO_ARM", "_FAILED_ARM", "_UNDECIDED",
-    "_branch_error", "_Retry", "_Exhausted", "_Flight", "_MISS", "_Cache", "_timed", "_Policy",
-    "_awaiting", "_in_thread", "_at_once", "_attempts_note",
-})  # tests/compiler/test_trust.py checks this covers every name the templates bind
+# The public surface every module has (SPEC §6, §7), whether or not the graph uses it.
+PUBLIC_NAMES = ("run", "run_sync", "stream", "main", "Frame", "SpanContext", "OperonxError",
+                "GraphError", "InputError", "OpError", "LoopLimitExceeded", "Inputs", "Result",
+                "ErrorInfo")
+# What the skeleton (templates/module.py.j2) binds: its definitions depend on the graph,
+# so they are listed here (tests/compiler/test_trust.py checks the list is complete).
+SKELETON_NAMES = frozenset({
+    "annotations", "ErrorInfo", "Inputs", "Result", "_Limits", "_NO_LIMITS", "_GRAPH",
+    "_REQUIRED_ORDER", "_REQUIRED", "_ACCEPTED", "_READS", "_scope_inputs", "_traced_run",
+    "run", "run_sync", "stream", "main",
+})
 
 
 class Code(str):
@@ -192,3 +187,15 @@ class Semaphore:
 
 def render(**view: object) -> str:
     return environment().get_template("module.py.j2").render(**view)
+
+
+def _runtime_names() -> frozenset[str]:
+    from compiler.codegen.runtime import import_names, library
+
+    return SKELETON_NAMES | library().names | import_names(RUNTIME_IMPORTS)
+
+
+# Every name the module's fixed parts may bind: the skeleton's, the runtime libraries'
+# (read from the templates) and the runtime imports'. Copied code is renamed away from
+# all of them, whether or not a given module includes them.
+RUNTIME_NAMES = _runtime_names()

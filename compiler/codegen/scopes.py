@@ -25,6 +25,7 @@ import ast
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Literal
 
 from compiler.codegen import pyast as py
@@ -513,8 +514,12 @@ class ScopeWriter:
     def _result_there(self, r: ResultIR) -> ast.expr | None:
         return None if r.presence is None else self.gates.present(r.presence)
 
+    @cached_property
+    def _results_by_key(self) -> dict[str, ResultIR]:
+        return {r.key: r for r in self.scope.results}  # a scan per key is quadratic
+
     def _result_value(self, key: str) -> ast.expr:
-        r = next(r for r in self.scope.results if r.key == key)
+        r = self._results_by_key[key]
         if r.depth == 0:
             return self._val(r.node, r.out_key)
         if self._in_order_direct(self._out_ctx(r.node), ()):

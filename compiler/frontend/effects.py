@@ -269,27 +269,15 @@ class Analysis:
                         for f, n in (copied_names or {}).items()}
         self._called: dict[int, str | None] = {}  # id(code or class) -> what it uses, or None
         self._in_progress: set[int] = set()
-        self._by_line: dict[str, dict[int, list[ast.stmt]]] = {}
 
     def is_copied(self, file: str | None, name: str) -> bool:
         """Does a copied statement of ``file`` bind ``name``?"""
         return file is not None and name in self._copied.get(os.path.abspath(file), ())
 
-    def _statements_at(self, info: ModuleInfo, line: int) -> list[ast.stmt]:
-        """The ``ast`` statements of the top-level (libcst) statement starting at ``line``."""
-        if info.file not in self._by_line:
-            with open(info.file, encoding="utf-8") as f:
-                tree = ast.parse(f.read())
-            index: dict[int, list[ast.stmt]] = {}
-            for node in tree.body:
-                index.setdefault(_first_line(node), []).append(node)
-            self._by_line[info.file] = index
-        return self._by_line[info.file].get(line, [])
-
     def statement_change(self, info: ModuleInfo, statement: Statement,
                          namespace: Mapping[str, Any]) -> Change | None:
         """How ``statement`` (not copied) may change state, or None when it cannot."""
-        nodes = self._statements_at(info, statement.line)
+        nodes = statement.ast_nodes()
         if len(nodes) == 1 and is_main_guard(nodes[0]):
             return None
         walker = _Walker(self, namespace, follow_bodies=False, file=info.file)
@@ -361,11 +349,6 @@ def _is_op(value: object) -> bool:
     from operonx.core.dsl import Op
 
     return isinstance(value, Op)
-
-
-def _first_line(node: ast.stmt) -> int:
-    decorators: list[ast.expr] = getattr(node, "decorator_list", None) or []
-    return min([node.lineno, *(d.lineno for d in decorators)])
 
 
 class _Walker:

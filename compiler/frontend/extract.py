@@ -223,7 +223,7 @@ class _Extractor:
         if fn.__name__ == "<lambda>":
             return info, None
         for statement in info.bindings.get(fn.__name__, ()):
-            if isinstance(statement.node, cst.FunctionDef) and statement.line == loc.line:
+            if statement.line == loc.line and statement.is_function:
                 return info, statement
         raise _refuse(f"{what} is not defined at module level", loc.file, loc.line,
                            "move its `def` to the top level of its file")
@@ -309,7 +309,7 @@ class _Extractor:
     def _emit(self, info: ModuleInfo, node: cst.BaseStatement, statement: Statement,
               own: Mapping[str, str], top_return: str | None) -> str:
         """Resolve what ``node`` reads, then render it renamed and fully annotated."""
-        use = name_use(_as_module(node).code)
+        use = name_use(_code_of(node, statement))
         if use.global_writes:
             names = ", ".join(sorted(use.global_writes))
             raise _refuse(
@@ -336,7 +336,9 @@ class _Extractor:
         if renames:
             node = node.visit(transform.RenameGlobals(renames))  # type: ignore[assignment]
         annotator = transform.Annotator(top_return=top_return)
-        node = node.visit(annotator)  # type: ignore[assignment]
+        text = statement.own_code if not renames and statement.index >= 0 else _render(node)
+        if transform.needs_annotating(text):
+            node = node.visit(annotator)  # type: ignore[assignment]
         for typing_name in sorted(annotator.used):
             self.imports.setdefault(_TYPING_KEYS[typing_name], None)
         return _render(node)
@@ -455,27 +457,32 @@ class _Extractor:
         import time (anything but a plain ``def``). Then it is refused, at the import.
         """
         changes: dict[str, bool] = {}
-
-        def changes_state(file: str, trail: frozenset[str]) -> bool:
-            if file not in changes:
-                changes[file] = any(f == file for f, _ in self.state_changes) or any(
-                    other not in trail and changes_state(other, trail | {file})
-                    for _, other in self.user_imports.get(file, []))
-            return changes[file]
-
         for file, imports in self.user_imports.items():
             info = self.infos[file]
             runs = sorted(info.statements[i].line for (f, i), block in self.copied.items()
                           if f == file and block is not None and i >= 0
                           and self._runs_at_import(info, info.statements[i]))
             for line, other in imports:
-                if runs and runs[0] < line and changes_state(other, frozenset({file})):
+                if runs and runs[0] < line and self._changes_state(other, frozenset({file}),
+                                                                   changes):
                     raise _refuse(
                         f"this import of {_short(other)} comes after line {runs[0]}, which "
                         f"the compiled module copies; {_short(other)} changes state, and the "
                         f"compiled module runs its copies before all of {_short(file)}'s, so "
                         "the two could run in another order than here", file, line,
                         f"move the import above line {runs[0]}")
+
+    def _changes_state(self, file: str, trail: frozenset[str], known: dict[str, bool]) -> bool:
+        """Whether ``file``, or a user module it imports, has a copied state change.
+
+        (A method, not a closure: a recursive closure is a reference cycle, which would
+        keep the extractor and every tree it read alive until the cyclic GC runs.)
+        """
+        if file not in known:
+            known[file] = any(f == file for f, _ in self.state_changes) or any(
+                other not in trail and self._changes_state(other, trail | {file}, known)
+                for _, other in self.user_imports.get(file, []))
+        return known[file]
 
     def _runs_at_import(self, info: ModuleInfo, statement: Statement) -> bool:
         """Anything but a plain ``def`` (``@op`` aside) runs code when the module does."""
@@ -565,7 +572,7 @@ class _Extractor:
         body = cst.Module([]).code_for_node(lam.body)
         node = cst.parse_statement(f"def {name}({params}):\n    return {body}\n")
         line = fn.__code__.co_firstlineno
-        statement = Statement(-line, node, line, (name,))
+        statement = Statement(-line, line, (name,), parsed=node)
         source = self._emit(info, node, statement, {name: name}, None)
         self.copied[(info.file, -line)] = CodeBlock(name, source, SourceLoc(info.file, line))
         self.function_names[fn] = name
@@ -585,20 +592,20 @@ class _Extractor:
         return tuple(block for _, block in ordered if block is not None)
 
     def _file_order(self) -> list[str]:
-        order: list[str] = []
+        order: dict[str, None] = {}
         visiting: set[str] = set()
-
-        def visit(file: str) -> None:
-            if file in visiting or file in order:
-                return
-            visiting.add(file)
-            for dep in self.module_edges.get(file, []):
-                visit(dep)
-            order.append(file)
-
         for file, _ in self.copied:
-            visit(file)
-        return order
+            self._visit_file(file, order, visiting)
+        return list(order)
+
+    def _visit_file(self, file: str, order: dict[str, None], visiting: set[str]) -> None:
+        """Depth first: a file after the files it imports (see _changes_state on closures)."""
+        if file in visiting or file in order:
+            return
+        visiting.add(file)
+        for dep in self.module_edges.get(file, []):
+            self._visit_file(dep, order, visiting)
+        order[file] = None
 
 
 # ------------------------------------------------------------------- helpers
@@ -660,6 +667,30 @@ def _short(file: str) -> str:
     return file.rsplit("/", 1)[-1]
 
 
+def _code_of(node: cst.BaseStatement, statement: Statement) -> str:
+    """The code of ``node``: ``statement`` with some of its decorators removed.
+
+    Cut from the statement's own text (the removed decorators' lines blanked) rather than
+    printed by libcst: only names are read from it, and printing is slow.
+    """
+    if statement.parsed is not None or not isinstance(node, cst.FunctionDef):
+        return _as_module(node).code
+    original = statement.node
+    assert isinstance(original, cst.FunctionDef)
+    kept = {id(d) for d in node.decorators}
+    removed = [i for i, d in enumerate(original.decorators) if id(d) not in kept]
+    if not removed:
+        return statement.own_code
+    tree = statement.ast_nodes()[0]
+    assert isinstance(tree, (ast.FunctionDef, ast.AsyncFunctionDef))
+    lines = statement.own_code.split("\n")
+    for i in removed:
+        decorator = tree.decorator_list[i]
+        for line in range(decorator.lineno, (decorator.end_lineno or decorator.lineno) + 1):
+            lines[line - statement.line] = ""
+    return "\n".join(lines)
+
+
 def _render(node: cst.BaseStatement) -> str:
     code = _as_module(node).code
     return code.lstrip("\n")
@@ -667,16 +698,15 @@ def _render(node: cst.BaseStatement) -> str:
 
 def _line_of_name(info: ModuleInfo, statement: Statement, name: str) -> int:
     """The line where ``statement`` first mentions ``name`` (its first line if unknown)."""
-    node = statement.node
     if statement.index < 0:
         return statement.line
-    code = _as_module(node.with_changes(leading_lines=())).code
     try:
-        tree = ast.parse(code)
+        nodes = statement.ast_nodes()
     except SyntaxError:
         return statement.line
-    lines = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == name]
-    return statement.line + min(lines) - 1 if lines else statement.line
+    lines = [n.lineno for top in nodes for n in ast.walk(top)
+             if isinstance(n, ast.Name) and n.id == name]
+    return min(lines) if lines else statement.line
 
 
 def _first_use(info: ModuleInfo, name: str, fallback: Statement) -> Statement:
@@ -687,8 +717,8 @@ def _first_use(info: ModuleInfo, name: str, fallback: Statement) -> Statement:
 def _find_lambda(info: ModuleInfo, fn: Callable[..., Any], what: str) -> cst.Lambda:
     code = fn.__code__
     wanted = code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]
-    candidates = [lam for line, lam in info.lambdas if line == code.co_firstlineno
-                  and tuple(p.name.value for p in lam.params.params) == wanted]
+    candidates = [lam for lam in info.lambdas_at(code.co_firstlineno)
+                  if tuple(p.name.value for p in lam.params.params) == wanted]
     if len(candidates) != 1:
         raise _refuse(f"cannot locate the source of {what} (a lambda)", info.file,
                            code.co_firstlineno,

@@ -13,11 +13,13 @@ import ast
 import builtins
 import importlib.util
 import symtable
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cached_property
 
 import libcst as cst
-from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
+
+from compiler import sourcesplit
 
 BUILTIN_NAMES = frozenset(dir(builtins))
 
@@ -35,36 +37,80 @@ class ImportedName:
         return self.module.split(".")[0]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Statement:
-    """A top-level statement of a user module."""
+    """A top-level statement of a user module (``a = 1; b = 2`` on one line is one).
+
+    ``code`` is its text as libcst assigns text to statements: the comment and blank
+    lines above it (after the previous statement's), its own lines, and the comment
+    lines below it that are indented into its last block. ``node``, its libcst tree,
+    is parsed from ``code`` the first time it is asked for: most statements of a file
+    (the graph's own ``with`` block above all) are never copied, and a libcst tree is
+    large and slow to build.
+    """
 
     index: int
-    node: cst.BaseStatement
     line: int  # first line, decorators included, comments above excluded
     binds: tuple[str, ...]
     imports: tuple[ImportedName, ...] = ()  # set when the statement is an import
     # ``if __name__ == "__main__":`` does not run when the module is imported (as
     # ``operonx`` imports graph.py): it binds nothing the ops can see, and is never copied.
     main_guard: bool = False
+    is_function: bool = False  # a ``def`` or ``async def``
+    code: str = ""
+    own: tuple[int, int] = (0, 0)  # where in ``code`` its own lines are (no comments around)
+    leading: bool = True  # False for a file's first statement: lines above it are the file's
+    parsed: cst.BaseStatement | None = None  # a statement made, not read from a file
 
     @property
     def is_import(self) -> bool:
         return bool(self.imports)
+
+    @property
+    def own_code(self) -> str:
+        """Its own lines: from its first (decorators included) to its last."""
+        return self.code[self.own[0]:self.own[1]]
+
+    @cached_property
+    def node(self) -> cst.BaseStatement:
+        if self.parsed is not None:
+            return self.parsed
+        module = cst.parse_module(self.code)
+        if len(module.body) != 1:  # pragma: no cover - the splitter's invariant
+            raise ValueError(f"line {self.line}: {len(module.body)} statements in one")
+        node = module.body[0]
+        # parse_module gives the lines above a file's first statement to the module.
+        return node.with_changes(leading_lines=module.header) if self.leading else node
+
+    def ast_nodes(self) -> list[ast.stmt]:
+        """Its ``ast`` statements, numbered as in the file (parsed afresh: not kept)."""
+        tree = ast.parse(self.own_code)
+        ast.increment_lineno(tree, self.line - 1)
+        return tree.body
 
 
 @dataclass(frozen=True)
 class ModuleInfo:
     file: str
     module_name: str
-    tree: cst.Module
     statements: tuple[Statement, ...]
     bindings: dict[str, tuple[Statement, ...]]  # name -> every top-level statement binding it
     star_imports: tuple[str, ...]  # modules of ``from m import *``
-    lambdas: tuple[tuple[int, cst.Lambda], ...] = field(default=())  # (line, node)
 
-    def code(self, node: cst.CSTNode) -> str:
-        return self.tree.code_for_node(node)
+    def lambdas_at(self, line: int) -> list[cst.Lambda]:
+        """Every lambda that starts on ``line``, as libcst nodes."""
+        found: list[cst.Lambda] = []
+        for statement in self.statements:
+            text = statement.own_code
+            if not statement.line <= line < statement.line + text.count("\n") + 1:
+                continue
+            for node in ast.walk(ast.parse(text)):
+                if isinstance(node, ast.Lambda) and node.lineno + statement.line - 1 == line:
+                    segment = ast.get_source_segment(text, node)
+                    parsed = cst.parse_expression(f"({segment})") if segment else None
+                    if isinstance(parsed, cst.Lambda):
+                        found.append(parsed)
+        return found
 
 
 @dataclass(frozen=True)
@@ -77,29 +123,52 @@ class NameUse:
 
 
 def module_info(file: str, module_name: str, package: str | None) -> ModuleInfo:
-    """Parse ``file``; ``package`` resolves its relative imports."""
+    """Read ``file``'s top-level statements; ``package`` resolves its relative imports.
+
+    The file is parsed with :mod:`ast` a batch of statements at a time
+    (:mod:`compiler.sourcesplit`), never whole: a graph file of ten thousand ops is
+    mostly one ``with`` block, and neither its tree nor a libcst tree of the file needs
+    to exist for the statements the extractor copies (each parsed with libcst on its
+    own when it is copied).
+    """
     with open(file, encoding="utf-8") as f:
-        tree = cst.parse_module(f.read())
-    wrapper = MetadataWrapper(tree, unsafe_skip_copy=True)
-    positions = wrapper.resolve(PositionProvider)
+        source = f.read()
+    lines = sourcesplit.lines_of(source)
+    spans = list(_top_level(lines))
     statements: list[Statement] = []
     bindings: dict[str, list[Statement]] = {}
     stars: list[str] = []
-    for index, node in enumerate(tree.body):
-        line = _first_line(node, positions)
-        imports, star = _imports_of(node, package)
-        stars.extend(star)
-        code = tree.code_for_node(node)
-        statement = Statement(index, node, line, _bound_names(code), tuple(imports),
-                              main_guard=isinstance(node, cst.If) and _is_main_guard_code(code))
+    start = 0  # where the next statement's text begins (0-based line)
+    for index, span in enumerate(spans):
+        end = span.last + _footer_lines(lines, span, spans[index + 1].first - 1
+                                        if index + 1 < len(spans) else len(lines))
+        before = "".join(lines[span.first - 1 if index == 0 else start:span.first - 1])
+        own = "".join(lines[span.first - 1:span.last])
+        code = before + own + "".join(lines[span.last:end])
+        start = end
+        imports: list[ImportedName] = []
+        for kind, module, level, names in span.imports:
+            for name, asname in names:
+                if kind == "import":
+                    imports.append(ImportedName(name, None, asname or name.split(".")[0]))
+                elif module == "__future__":
+                    continue
+                elif name == "*":
+                    stars.append(resolve_module(module, level, package))
+                else:
+                    imports.append(ImportedName(resolve_module(module, level, package), name,
+                                                asname or name))
+        statement = Statement(index, span.first, _bound_names(own), tuple(imports),
+                              main_guard=span.main_guard, is_function=span.is_function,
+                              code=code,
+                              own=(len(before), len(before) + len(own)), leading=index > 0)
         statements.append(statement)
         if statement.main_guard:
             continue
         for name in statement.binds:
             bindings.setdefault(name, []).append(statement)
-    lambdas = tuple((positions[n].start.line, n) for n in positions if isinstance(n, cst.Lambda))
-    return ModuleInfo(file, module_name, tree, tuple(statements),
-                      {k: tuple(v) for k, v in bindings.items()}, tuple(stars), lambdas)
+    return ModuleInfo(file, module_name, tuple(statements),
+                      {k: tuple(v) for k, v in bindings.items()}, tuple(stars))
 
 
 def is_main_guard(node: ast.stmt) -> bool:
@@ -114,17 +183,6 @@ def is_main_guard(node: ast.stmt) -> bool:
             and any(isinstance(s, ast.Constant) and s.value == "__main__" for s in sides))
 
 
-def _is_main_guard_code(code: str) -> bool:
-    body = ast.parse(code).body
-    return len(body) == 1 and is_main_guard(body[0])
-
-
-def _first_line(node: cst.CSTNode, positions: Mapping[cst.CSTNode, CodeRange]) -> int:
-    decorators = getattr(node, "decorators", ())
-    first = decorators[0] if decorators else node
-    return positions[first].start.line
-
-
 def _bound_names(source: str) -> tuple[str, ...]:
     """Names a top-level statement binds in the module namespace."""
     table = symtable.symtable(source, "<statement>", "exec")
@@ -132,26 +190,95 @@ def _bound_names(source: str) -> tuple[str, ...]:
                  if s.is_assigned() or s.is_imported() or s.is_namespace())
 
 
-def _imports_of(node: cst.BaseStatement,
-                package: str | None) -> tuple[list[ImportedName], list[str]]:
-    """The names an ``import`` / ``from ... import`` statement binds, and any star imports."""
-    if not isinstance(node, cst.SimpleStatementLine):
-        return [], []
-    found: list[ImportedName] = []
-    stars: list[str] = []
-    for small in node.body:
-        parsed = ast.parse(cst.Module([]).code_for_node(small)).body[0]
-        if isinstance(parsed, ast.Import):
-            found.extend(ImportedName(a.name, None, a.asname or a.name.split(".")[0])
-                         for a in parsed.names)
-        elif isinstance(parsed, ast.ImportFrom) and parsed.module != "__future__":
-            module = resolve_module(parsed.module, parsed.level, package)
-            for a in parsed.names:
-                if a.name == "*":
-                    stars.append(module)
-                else:
-                    found.append(ImportedName(module, a.name, a.asname or a.name))
-    return found, stars
+# ----------------------------------------------------------------- splitting a file
+
+_ImportSpec = tuple[str, str | None, int, tuple[tuple[str, str | None], ...]]
+
+
+@dataclass(frozen=True)
+class _Span:
+    """What the splitter keeps of one top-level statement (its tree is dropped)."""
+
+    first: int  # first line (decorators included)
+    last: int
+    imports: tuple[_ImportSpec, ...]  # ("import" | "from", module, level, ((name, as), ...))
+    main_guard: bool
+    is_function: bool
+    block_indent: str | None  # indentation of its last indented block (None: no such block)
+
+
+def _top_level(lines: list[str]) -> Iterator[_Span]:
+    """The top-level statements of ``lines``, parsed a batch at a time (see sourcesplit)."""
+    for begin, tree in sourcesplit.batches(lines, ast.parse):
+        group: list[ast.stmt] = []
+        for node in tree.body:
+            if group and node.lineno == group[-1].end_lineno:  # ``a = 1; b = 2``
+                group.append(node)
+                continue
+            if group:
+                yield _span(group, begin, lines)
+            group = [node]
+        if group:
+            yield _span(group, begin, lines)
+
+
+def _span(group: list[ast.stmt], offset: int, lines: list[str]) -> _Span:
+    first = group[0]
+    decorators: list[ast.expr] = getattr(first, "decorator_list", None) or []
+    imports: list[_ImportSpec] = []
+    for node in group:
+        if isinstance(node, ast.Import):
+            imports.append(("import", None, 0, tuple((a.name, a.asname) for a in node.names)))
+        elif isinstance(node, ast.ImportFrom):
+            imports.append(("from", node.module, node.level,
+                            tuple((a.name, a.asname) for a in node.names)))
+    last = group[-1]
+    end = last.end_lineno if last.end_lineno is not None else last.lineno
+    return _Span(min([first.lineno, *(d.lineno for d in decorators)]) + offset, end + offset,
+                 tuple(imports), len(group) == 1 and is_main_guard(first),
+                 len(group) == 1 and isinstance(first, (ast.FunctionDef, ast.AsyncFunctionDef)),
+                 _block_indent(last, offset, lines))
+
+
+def _block_indent(node: ast.stmt, offset: int, lines: list[str]) -> str | None:
+    """The indentation of the outermost block that ends ``node``, if it is an indented one
+    (``def f(): pass`` has none): libcst gives that block the comment lines below it
+    that are indented at least as much."""
+    body = _last_body(node)
+    if not body:
+        return None
+    line = lines[body[0].lineno + offset - 1]
+    head = line.encode()[:body[0].col_offset].decode(errors="replace")
+    return head if head and not head.strip() else None
+
+
+def _last_body(node: ast.stmt) -> list[ast.stmt]:
+    """The statements of ``node``'s last clause (``else``, ``finally``, the last case...)."""
+    if isinstance(node, ast.If):
+        if len(node.orelse) == 1 and isinstance(node.orelse[0], ast.If) and (
+                node.orelse[0].col_offset == node.col_offset):  # ``elif``
+            return _last_body(node.orelse[0])
+        return node.orelse or node.body
+    if isinstance(node, (ast.For, ast.AsyncFor, ast.While)):
+        return node.orelse or node.body
+    if isinstance(node, (ast.Try, ast.TryStar)):
+        return node.finalbody or node.orelse or node.handlers[-1].body
+    if isinstance(node, ast.Match):
+        return node.cases[-1].body
+    body = getattr(node, "body", None)
+    return body if isinstance(body, list) else []
+
+
+def _footer_lines(lines: list[str], span: _Span, gap_end: int) -> int:
+    """How many of the comment and blank lines after ``span`` (up to line ``gap_end``)
+    are its own: through the last one indented as its last block is (libcst's rule)."""
+    if span.block_indent is None:
+        return 0
+    owned = 0
+    for i in range(span.last, gap_end):
+        if lines[i].startswith(span.block_indent):
+            owned = i + 1 - span.last
+    return owned
 
 
 def resolve_module(module: str | None, level: int, package: str | None) -> str:

@@ -77,6 +77,29 @@ class RenameGlobals(cst.CSTTransformer):
         return original
 
 
+def needs_annotating(source: str) -> bool:
+    """Whether :class:`Annotator` would change ``source``: some ``def`` lacks a parameter or
+    return annotation, or some annotation has a bare generic. Checked with :mod:`ast`,
+    which is much faster than a libcst visit: most ops are fully annotated already."""
+    for node in ast.walk(ast.parse(source)):
+        annotations: list[ast.expr | None] = []
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            args = node.args
+            annotations += [a.annotation for a in (*args.posonlyargs, *args.args,
+                                                   *args.kwonlyargs, args.vararg, args.kwarg)
+                            if a is not None]
+            annotations.append(node.returns)
+        elif isinstance(node, ast.AnnAssign):
+            annotations.append(node.annotation)
+        for annotation in annotations:
+            if annotation is None:
+                return True
+            text = ast.unparse(annotation)
+            if explicit_generics(text) != text:
+                return True
+    return False
+
+
 @dataclass
 class Annotator(cst.CSTTransformer):
     """Complete every ``def``'s signature for ``mypy --strict``; leave bodies alone.

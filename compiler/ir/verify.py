@@ -14,8 +14,8 @@ def verify(module: ModuleIR) -> None:
 
 
 def _scope(scope: ScopeIR) -> None:
-    names = [s.name for s in scope.stages]
-    if len(set(names)) != len(names):
+    names = {s.name for s in scope.stages}  # a set: membership is tested per stage and arg
+    if len(names) != len(scope.stages):
         raise VerifyError(f"scope {scope.name}: duplicate stage names")
     placed: dict[str, tuple[tuple[str, ...], int]] = {}
     for region in scope.regions:

@@ -63,10 +63,11 @@ def run(module: ModuleIR) -> tuple[ModuleIR, PassReport]:
                         and p.max_concurrent == c.max_concurrent
                         and all(a.kind != "collect" for a in c.args)):
                     nxt[p.name] = c.name
-            heads = [n for n in nxt if n not in nxt.values()]
-            order = [n for level in region.levels for n in level]
+            consumers = set(nxt.values())  # a set: a chain of N ops must not cost N²
+            heads = [n for n in nxt if n not in consumers]
+            position = {n: i for i, n in enumerate(n for level in region.levels for n in level)}
             chains = []
-            for head in sorted(heads, key=order.index):
+            for head in sorted(heads, key=position.__getitem__):
                 chain = [head]
                 while chain[-1] in nxt:
                     chain.append(nxt[chain[-1]])
