@@ -41,26 +41,37 @@ sys.path.insert(0, BENCH_DIR)
 import cases  # noqa: E402
 import scale  # noqa: E402
 
-ENGINES = ("handwritten", "pypi", "engine", "compiled_O0", "compiled_O2")
-LABELS = {"handwritten": "hand-written", "pypi": "operonx 1.35", "engine": "Engine",
+ENGINES = ("handwritten", "handwritten_gather", "pypi", "engine", "compiled_O0", "compiled_O2")
+LABELS = {"handwritten": "hand-written", "handwritten_gather": "hand-written gather",
+          "pypi": "operonx 1.35", "engine": "Engine",
           "compiled_O0": "compiled -O0", "compiled_O2": "compiled -O2"}
 PYPI_VENV = os.path.join(BENCH_DIR, ".venv-pypi")
 PYPI_PIN = "operonx==1.35.0"
 MEMORY_ENGINES = ("handwritten", "engine", "compiled_O2")
 
 #: (numerator, denominator, target, which cases) — "sync", "async" or "all"; None: informative.
+#: Every target is against the best hand-written code (``handwritten``); the gather idiom
+#: (``handwritten_gather``) is a reference column only.
 RATIOS: list[tuple[str, str, tuple[str, float] | None, str]] = [
-    ("compiled_O2", "handwritten", ("<=", 1.3), "sync"),
-    ("compiled_O2", "handwritten", ("<=", 1.5), "async"),
+    ("compiled_O2", "handwritten", ("<=", 1.10), "sync"),
+    ("compiled_O2", "handwritten", ("<=", 1.3), "async"),
+    ("engine", "handwritten", ("<=", 2.0), "async"),
     ("pypi", "compiled_O2", (">=", 100.0), "sync"),
     ("pypi", "engine", (">=", 5.0), "all"),
     ("engine", "compiled_O2", None, "all"),
     ("compiled_O0", "compiled_O2", None, "all"),
-    ("engine", "handwritten", None, "all"),
+    ("handwritten_gather", "handwritten", None, "async"),
     ("pypi", "handwritten", None, "all"),
 ]
 SUPERLINEAR = 1.5  # per-unit cost at N over per-unit cost at N/10 above this: superlinear
 OURS = ("engine", "compiled_O0", "compiled_O2")  # the engines the linearity target is about
+
+
+def runs_case(engine: str, case: str) -> bool:
+    """Whether ``engine`` has a way to run ``case`` (the gather idiom exists for a few only)."""
+    if engine != "handwritten_gather":
+        return True
+    return case in cases.CASES and cases.CASES[case].gather_baseline
 
 
 @dataclass
@@ -222,7 +233,7 @@ class Harness:
 
     def measure(self, case: str, n: int, size: str, rounds: int, repeats: int) -> None:
         cells = self.results.setdefault(case, {}).setdefault(size, {})
-        engines = [e for e in self.s.engines if self.available(e)]
+        engines = [e for e in self.s.engines if self.available(e) and runs_case(e, case)]
         for r in range(rounds):
             order = engines[r % len(engines):] + engines[:r % len(engines)] if engines else []
             for engine in order:
@@ -316,7 +327,8 @@ class Harness:
                     if not out["ok"]:
                         self.log(f"  ERROR {out['error']}")
             self.scale_build[(shape, n)] = self.build_ns(path)
-        engines = [e for e in self.s.engines if self.available(e)]
+        engines = [e for e in self.s.engines
+                   if self.available(e) and runs_case(e, cases.CHAIN_OPS)]
         rounds = min(3, self.s.rounds)  # interleaved like the cases: one loaded stretch
         for r in range(rounds):          # must not bend one engine's curve
             for n in self.s.scale_sizes:
@@ -566,6 +578,8 @@ def write_report(h: Harness, elapsed: float, load: tuple[str, str]) -> list[str]
         "for inline ops, and what its users write); the async fan-out uses `.parallel(max=64)`, "
         "the bound our graph declares, and its result is compared as a sorted list because "
         "1.35 does not keep yield order there.")
+    add("- **Ops returning `None`**: 1.35 fails on them (`TypeError: argument of type "
+        "'NoneType' is not iterable`), so its `sink` op returns `{}` instead.")
     add("- **Event loop**: 1.35 runs on stock asyncio (it does not use uvloop); ours and the "
         "hand-written baselines run on uvloop, as the compiled module does.")
     add("- **Anything 1.35 could not run** (e.g. a graph too deep for it) is listed under "
@@ -724,7 +738,7 @@ def write_scale(h: Harness, add: Any) -> None:
         f"{min(3, h.s.rounds)} interleaved round(s); the input starts at "
         f"{cases.CHAIN_START:,} so every `x + 1` allocates an int at every size.")
     add("")
-    engines = [e for e in ENGINES if e in h.s.engines]
+    engines = [e for e in ENGINES if e in h.s.engines and runs_case(e, cases.CHAIN_OPS)]
     add("| ops | " + " | ".join(LABELS[e] for e in engines) + " |")
     add("|---:|" + "---:|" * len(engines))
     for n in h.s.scale_sizes:
@@ -764,7 +778,7 @@ def write_plot(h: Harness) -> str | None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     markers = {"handwritten": "o", "pypi": "s", "engine": "^", "compiled_O0": "v",
                "compiled_O2": "D"}
-    for e in ENGINES:
+    for e in (e for e in ENGINES if runs_case(e, cases.CHAIN_OPS)):
         pts = [(n, c.median()) for n, c in sorted(h.per_op.get(e, {}).items())
                if c.median() is not None]
         if pts:
