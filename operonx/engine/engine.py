@@ -161,7 +161,8 @@ class Engine:
                 assert info is not None
                 tracer.on_run_start(info)
                 started_tracers.append(tracer)
-            if self._scope.inline and run.backlog is None:
+            if self._scope.inline and self._scope.bounded and run.backlog is None:
+                # No generator, loop or await anywhere: a bounded run on the caller's stack.
                 result = self._scope.run_sync(run, inputs, (), root_span)
             else:
                 result = await self._scope.run_async(run, inputs, (), root_span)

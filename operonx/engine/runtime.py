@@ -13,13 +13,21 @@ from operonx.errors import OpError
 
 OnError = Literal["raise", "collect"]
 FRAME_BACKLOG_HIGH = 256  # frames buffered for a slow ``stream`` consumer before producers wait
+#: A run that never awaits on its own (sync ops only) still lets the event loop in after
+#: about this much work, so timeouts, cancellation and Ctrl-C act within a few ms.
+SLICE_NS = 1_000_000
+#: Reading the clock costs about as much as a small op, so drive loops count frames
+#: (``Run.ticks``) and look at the clock every batch of them: about every ``CHECK_NS``,
+#: and at least every ``MAX_BATCH`` frames (the bound when frames suddenly get slower).
+CHECK_NS = SLICE_NS // 4
+MAX_BATCH = 64
 
 
 class Run:
     """Everything one ``run``/``stream`` call shares: created per call, dropped after."""
 
-    __slots__ = ("backlog", "collect_errors", "drained", "emit", "errors", "failure",
-                 "root_span", "semaphores", "trace_id", "wake")
+    __slots__ = ("backlog", "batch", "checked_at", "collect_errors", "drained", "emit", "errors",
+                 "failure", "pause_at", "root_span", "semaphores", "ticks", "trace_id", "wake")
 
     def __init__(self, n_semaphores: list[int], on_error: OnError, trace_id: str | None,
                  buffered: bool) -> None:
@@ -35,6 +43,31 @@ class Run:
         self.backlog: collections.deque[Frame] | None = collections.deque() if buffered else None
         self.drained = asyncio.Event()
         self.wake = asyncio.Event()
+        # Fairness (see ``checkpoint``): drive loops of generators, loops and fan-out workers
+        # do ``run.ticks -= 1`` per frame or iteration and call ``checkpoint`` at zero.
+        self.ticks = self.batch = 1
+        self.checked_at = time.perf_counter_ns()
+        self.pause_at = self.checked_at + SLICE_NS  # end of the current slice
+
+    async def checkpoint(self) -> None:
+        """Every ``batch`` ticks: let the event loop in once the slice is used up (other
+        tasks, timers, cancellation, a Ctrl-C), and size the next batch from this one's pace.
+
+        Without it, a run of sync ops never awaits, so ``asyncio.wait_for``, ``task.cancel()``
+        and Ctrl-C would wait for the whole run, and every other coroutine would stall.
+        """
+        now = time.perf_counter_ns()
+        batch = self.batch
+        spent = max(now - self.checked_at, 1)
+        self.batch = max(1, min(2 * batch, MAX_BATCH, batch * CHECK_NS // spent))
+        self.ticks = self.batch
+        if now >= self.pause_at:
+            # The next deadline first: other drive loops of this run then go on working
+            # instead of all pausing in the same turn of the event loop.
+            self.pause_at = now + SLICE_NS
+            await asyncio.sleep(0)
+            now = time.perf_counter_ns()
+        self.checked_at = now
 
     def frame(self, op_name: str, outputs: Any, index: tuple[int, ...], parent_span: str | None,
               start_ns: int) -> str:
