@@ -14,6 +14,7 @@ from operonx.core.frame import Frame, SpanContext, new_span_id, new_trace_id
 from operonx.engine.program import Program, ScopeProgram
 from operonx.engine.runtime import FRAME_BACKLOG_HIGH, OnError, Run
 from operonx.errors import GraphError, InputError, OperonxError
+from operonx.gcpause import gc_paused
 from operonx.ir.model import Const, Graph, InputRef, wrap_top_level_loop
 from operonx.tracing.base import RunInfo, Tracer
 
@@ -35,6 +36,7 @@ class Engine:
     per-run state and may run concurrently with itself.
     """
 
+    @gc_paused()  # the program is long-lived objects only: see operonx.gcpause
     def __init__(self, graph: Any, *, tracers: Sequence[Tracer] = (),
                  on_error: OnError = "raise") -> None:
         self.graph = _graph_of(graph)
