@@ -455,7 +455,9 @@ class NodeProgram:
         assert self.child is not None
         child_region = self.child
         unbuffered = run.backlog is None
-        in_place = unbuffered and child_region.bounded  # run_sync: no coroutine per frame
+        if unbuffered and not is_async and child_region.bounded:
+            await self._drive_in_place(run, inst, gen)
+            return
         position = 0
         while True:
             start = time.time_ns() if run.emit is not None else 0
@@ -469,12 +471,34 @@ class NodeProgram:
             child = self._new_frame(run, inst, position, item, start)
             position += 1
             if child is not None:  # None: collect mode skipped a malformed yield
-                if in_place:
-                    child_region.run_sync(run, child)
-                else:
-                    await child_region.run_async(run, child)
+                await child_region.run_async(run, child)
             if not unbuffered:
                 await run.wait_for_consumer()
+            run.ticks -= 1
+            if not run.ticks:
+                await run.checkpoint()
+
+    async def _drive_in_place(self, run: Run, inst: Inst, gen: Any) -> None:
+        """The hot case of ``_drive_in_turn``: a sync generator whose frames are bounded
+        work, run with ``run_sync`` (no coroutine per frame); the same loop, minus the
+        branches that cannot apply, plus the fairness tick."""
+        assert self.child is not None
+        child_region = self.child
+        emitting = run.emit is not None
+        position = 0
+        while True:
+            start = time.time_ns() if emitting else 0
+            try:
+                item = next(gen)
+            except StopIteration:
+                break
+            except Exception as exc:
+                self.failed(run, inst, (*inst.index, position), exc)
+                break  # collect mode: the stream ends here; yielded frames count
+            child = self._new_frame(run, inst, position, item, start)
+            position += 1
+            if child is not None:  # None: collect mode skipped a malformed yield
+                child_region.run_sync(run, child)
             run.ticks -= 1
             if not run.ticks:
                 await run.checkpoint()
@@ -520,18 +544,19 @@ class NodeProgram:
         unbuffered = run.backlog is None
         in_place = unbuffered and body.inline and body.bounded  # run_sync: no coroutine
         state = self._loop_start(inst)
+        index, span = inst.index, inst.span
         iteration = 0
         while True:
             iteration += 1
             errors_before = len(run.errors)
             if in_place:
-                out = body.run_sync(run, dict(state), inst.index, inst.span)
+                out = body.run_sync(run, dict(state), index, span)
             else:
-                out = await body.run_async(run, dict(state), inst.index, inst.span)
+                out = await body.run_async(run, dict(state), index, span)
+                if not unbuffered:
+                    await run.wait_for_consumer()
             if self._loop_step(run, inst, state, out, iteration, errors_before):
                 break
-            if not unbuffered:
-                await run.wait_for_consumer()
             run.ticks -= 1
             if not run.ticks:
                 await run.checkpoint()
