@@ -178,6 +178,8 @@ class FanOut:
             else (None, None)
         collect_into = plan.collect_into(inst)
         results_into = plan.results_into(scope)
+        only_result, only_result_key = results_into[0] if len(results_into) == 1 \
+            else (None, None)
         while not self.ended:
             try:
                 item = next(gen)
@@ -227,8 +229,11 @@ class FanOut:
             if collect_into:
                 for bucket, key, ordered in collect_into:
                     bucket.append((index, out[key]) if ordered else out[key])
-            for frames, key in results_into:
-                frames.append((index, out[key]))
+            if only_result is not None:  # the op feeds one result key (the common case)
+                only_result.append((index, out[only_result_key]))
+            else:
+                for frames, key in results_into:
+                    frames.append((index, out[key]))
             run.ticks -= 1
             if not run.ticks:  # fairness, should the op never suspend
                 await run.checkpoint()

@@ -77,6 +77,22 @@ async def test_both_paths_give_the_same_results(traced: bool) -> None:
             (i,) for i in range(30)]
 
 
+@pytest.mark.parametrize("traced", [False, True], ids=["direct", "general"])
+async def test_several_outputs_and_constant_arguments_reach_every_frame(traced: bool) -> None:
+    @op
+    async def split(value: int, scale: int, label: str) -> dict[str, Any]:
+        await asyncio.sleep(0)
+        return {"scaled": value * scale, "tag": f"{label}{value}"}
+
+    with GraphOp(name="g") as g:
+        gen = each_item(items=PARENT["numbers"])
+        s = split(value=gen["value"], scale=PARENT["scale"], label="n")
+        START >> gen >> s >> END
+    engine = Engine(g, tracers=[FrameList()] if traced else [])
+    result = await engine.run({"numbers": [3, 1, 2], "scale": 10})
+    assert result == {"scaled": [30, 10, 20], "tag": ["n3", "n1", "n2"]}
+
+
 async def test_a_frame_is_no_task_of_its_own() -> None:
     created = 0
     loop = asyncio.get_running_loop()
