@@ -9,8 +9,9 @@ from the generator, run it to its end and pull again. What the user sees is the 
   generator is only resumed when a worker is free (backpressure);
 * every op still holds its own ``max_concurrent`` semaphore unless the scope's
   sole-instance rule made the window stand in for it (``NodeProgram.skip_semaphore``);
-* frames, indexes, collect buffers (completion order) and errors are produced by
-  the same ``NodeProgram`` methods as on every other path;
+* frames, indexes, collect buffers (completion order) and errors come from the same
+  ``NodeProgram`` methods as on every other path (the direct path for the common
+  ``gen -> async op`` shape inlines the few it needs; see ``FanOut._work_direct``);
 * the workers live in one ``TaskGroup``: a failure in raise mode cancels the others,
   cancellation from outside reaches every one of them, and the generator is closed
   once they have all stopped.
@@ -117,7 +118,7 @@ class FanOut:
     def _more_workers(self) -> None:
         """Start a worker when every other one is busy awaiting: the stream keeps moving.
 
-        ``busy`` only counts while the pool grows: once it is full it is not read again.
+        Once the pool is full ``busy`` is not read again (the direct path stops counting).
         """
         if self.busy == self.workers - 1 and self.workers < self.window:
             assert self.group is not None

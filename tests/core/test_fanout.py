@@ -251,7 +251,7 @@ def test_failures_are_op_errors_with_the_frame_index(traced: bool) -> None:
 
 
 @pytest.mark.parametrize("traced", [False, True], ids=["direct", "general"])
-def test_a_malformed_yield_or_a_failing_generator_in_collect_mode(traced: bool) -> None:
+def test_a_malformed_yield_and_a_failing_generator(traced: bool) -> None:
     @op
     def shaky(n: int) -> Iterator[dict[str, int]]:
         for i in range(n):
@@ -272,6 +272,10 @@ def test_a_malformed_yield_or_a_failing_generator_in_collect_mode(traced: bool) 
         b = bump(value=gen["value"])
         START >> gen >> b >> END
     tracers = [FrameList()] if traced else []
+    with pytest.raises(OpError) as info:
+        Engine(g, tracers=tracers).run_sync({"n": 10})
+    assert (info.value.op_name, info.value.index) == ("shaky", (1,))
+    assert isinstance(info.value.__cause__, KeyError)
     result = Engine(g, on_error="collect", tracers=tracers).run_sync({"n": 10})
     assert result["bumped"] == [1, 3]
     assert [(e["op"], e["index"], e["type"]) for e in result["$errors"]] == [
