@@ -44,10 +44,11 @@ class Run:
         self.drained = asyncio.Event()
         self.wake = asyncio.Event()
         # Fairness (see ``checkpoint``): drive loops of generators, loops and fan-out workers
-        # do ``run.ticks -= 1`` per frame or iteration and call ``checkpoint`` at zero.
-        self.ticks = self.batch = 1
-        self.checked_at = time.perf_counter_ns()
-        self.pause_at = self.checked_at + SLICE_NS  # end of the current slice
+        # do ``run.ticks -= 1`` per frame or iteration and call ``checkpoint`` at zero. A run
+        # of fewer than MAX_BATCH frames never gets there, and never reads the clock.
+        self.ticks = self.batch = MAX_BATCH
+        self.checked_at = 0  # perf_counter_ns of the last check; 0: none yet
+        self.pause_at = 0  # end of the current slice
 
     async def checkpoint(self) -> None:
         """Every ``batch`` ticks: let the event loop in once the slice is used up (other
@@ -57,6 +58,10 @@ class Run:
         and Ctrl-C would wait for the whole run, and every other coroutine would stall.
         """
         now = time.perf_counter_ns()
+        if not self.checked_at:  # the run's first check: its first slice starts now
+            self.checked_at, self.pause_at = now, now + SLICE_NS
+            self.ticks = self.batch
+            return
         batch = self.batch
         spent = max(now - self.checked_at, 1)
         self.batch = max(1, min(2 * batch, MAX_BATCH, batch * CHECK_NS // spent))
