@@ -431,11 +431,14 @@ class NodeProgram:
             await op_semaphore.acquire()
         try:
             gen = self._start_generator(run, inst)
+            child = self.child
             try:
-                if self.child.inline:
-                    await self._drive_in_turn(run, inst, gen, is_async)
-                else:  # at most ``window`` frames in flight (see operonx.engine.fanout)
+                if not child.inline:  # at most ``window`` frames in flight (fanout.py)
                     await FanOut(self, run, inst, gen).drive()
+                elif run.backlog is None and not is_async and child.bounded:
+                    await self._drive_in_place(run, inst, gen)
+                else:
+                    await self._drive_in_turn(run, inst, gen, is_async)
             finally:
                 if is_async:
                     await gen.aclose()
@@ -455,9 +458,6 @@ class NodeProgram:
         assert self.child is not None
         child_region = self.child
         unbuffered = run.backlog is None
-        if unbuffered and not is_async and child_region.bounded:
-            await self._drive_in_place(run, inst, gen)
-            return
         position = 0
         while True:
             start = time.time_ns() if run.emit is not None else 0
@@ -480,8 +480,8 @@ class NodeProgram:
 
     async def _drive_in_place(self, run: Run, inst: Inst, gen: Any) -> None:
         """The hot case of ``_drive_in_turn``: a sync generator whose frames are bounded
-        work, run with ``run_sync`` (no coroutine per frame); the same loop, minus the
-        branches that cannot apply, plus the fairness tick."""
+        work, run with ``run_sync`` (no coroutine per frame), for ``run`` (no consumer to
+        wait for); the same loop minus the branches that cannot apply."""
         assert self.child is not None
         child_region = self.child
         emitting = run.emit is not None
