@@ -336,10 +336,21 @@ async def test_an_async_op_that_never_suspends_runs_on_one_worker_and_stays_fair
         gen = each_item(items=PARENT["numbers"])
         i = instant(value=gen["value"])
         START >> gen >> i >> END
+    created = 0
+    loop = asyncio.get_running_loop()
+
+    def counting(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[Any]:
+        nonlocal created
+        created += 1
+        return asyncio.Task(coro, loop=loop)
+
     ticking = asyncio.create_task(ticker())
+    loop.set_task_factory(counting)  # type: ignore[arg-type]
     try:
         result = await Engine(g).run({"numbers": list(range(200_000))})
     finally:
+        loop.set_task_factory(None)
         ticking.cancel()
     assert result == {"v": list(range(200_000))}
-    assert ticks >= 3, ticks
+    assert created <= 1, created  # the driver, plus one helper at most: never a full pool
+    assert ticks >= 3, ticks  # and the event loop still got its turns
