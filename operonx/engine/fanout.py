@@ -181,6 +181,9 @@ class FanOut:
         results_into = plan.results_into(scope)
         only_result, only_result_key = results_into[0] if len(results_into) == 1 \
             else (None, None)
+        # Each worker counts its own frames: they interleave at every await, so a shared
+        # count would cost an attribute update per frame for nothing.
+        ticks = run.ticks
         while not self.ended:
             try:
                 item = next(gen)
@@ -235,9 +238,9 @@ class FanOut:
             else:
                 for frames, key in results_into:
                     frames.append((index, out[key]))
-            run.ticks -= 1
-            if not run.ticks:  # fairness, should the op never suspend
-                await run.checkpoint()
+            ticks -= 1
+            if not ticks:  # fairness, should the op never suspend
+                ticks = await run.checkpoint()
 
 
 class _DirectPlan:

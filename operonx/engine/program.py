@@ -486,22 +486,26 @@ class NodeProgram:
         child_region = self.child
         emitting = run.emit is not None
         position = 0
-        while True:
-            start = time.time_ns() if emitting else 0
-            try:
-                item = next(gen)
-            except StopIteration:
-                break
-            except Exception as exc:
-                self.failed(run, inst, (*inst.index, position), exc)
-                break  # collect mode: the stream ends here; yielded frames count
-            child = self._new_frame(run, inst, position, item, start)
-            position += 1
-            if child is not None:  # None: collect mode skipped a malformed yield
-                child_region.run_sync(run, child)
-            run.ticks -= 1
-            if not run.ticks:
-                await run.checkpoint()
+        ticks = run.ticks  # counted here: the frames hold no drive loop of their own
+        try:
+            while True:
+                start = time.time_ns() if emitting else 0
+                try:
+                    item = next(gen)
+                except StopIteration:
+                    break
+                except Exception as exc:
+                    self.failed(run, inst, (*inst.index, position), exc)
+                    break  # collect mode: the stream ends here; yielded frames count
+                child = self._new_frame(run, inst, position, item, start)
+                position += 1
+                if child is not None:  # None: collect mode skipped a malformed yield
+                    child_region.run_sync(run, child)
+                ticks -= 1
+                if not ticks:
+                    ticks = await run.checkpoint()
+        finally:
+            run.ticks = ticks or 1  # 0 only if the checkpoint raised (cancelled)
 
     def _publish_body(self, run: Run, inst: Inst, out: dict[str, Any]) -> None:
         missing = [k for k in self.needed if k not in out]
@@ -546,18 +550,30 @@ class NodeProgram:
         state = self._loop_start(inst)
         index, span = inst.index, inst.span
         iteration = 0
-        while True:
-            iteration += 1
-            errors_before = len(run.errors)
-            if in_place:
-                out = body.run_sync(run, dict(state), index, span)
-            else:
+        if in_place:  # the body holds no drive loop: count in a local
+            ticks = run.ticks
+            try:
+                while True:
+                    iteration += 1
+                    errors_before = len(run.errors)
+                    out = body.run_sync(run, dict(state), index, span)
+                    if self._loop_step(run, inst, state, out, iteration, errors_before):
+                        break
+                    ticks -= 1
+                    if not ticks:
+                        ticks = await run.checkpoint()
+            finally:
+                run.ticks = ticks or 1  # 0 only if the checkpoint raised (cancelled)
+        else:
+            while True:
+                iteration += 1
+                errors_before = len(run.errors)
                 out = await body.run_async(run, dict(state), index, span)
                 if not unbuffered:
                     await run.wait_for_consumer()
-            if self._loop_step(run, inst, state, out, iteration, errors_before):
-                break
-            run.ticks -= 1
-            if not run.ticks:
-                await run.checkpoint()
+                if self._loop_step(run, inst, state, out, iteration, errors_before):
+                    break
+                run.ticks -= 1
+                if not run.ticks:
+                    await run.checkpoint()
         self.publish(inst, state)

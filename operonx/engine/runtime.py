@@ -44,15 +44,17 @@ class Run:
         self.drained = asyncio.Event()
         self.wake = asyncio.Event()
         # Fairness (see ``checkpoint``): drive loops of generators, loops and fan-out workers
-        # do ``run.ticks -= 1`` per frame or iteration and call ``checkpoint`` at zero. A run
-        # of fewer than MAX_BATCH frames never gets there, and never reads the clock.
+        # count down ``ticks`` per frame or iteration and call ``checkpoint`` at zero (a loop
+        # whose frames hold no loop of their own counts in a local and writes it back). A
+        # run of fewer than MAX_BATCH frames never gets there, and never reads the clock.
         self.ticks = self.batch = MAX_BATCH
         self.checked_at = 0  # perf_counter_ns of the last check; 0: none yet
         self.pause_at = 0  # end of the current slice
 
-    async def checkpoint(self) -> None:
+    async def checkpoint(self) -> int:
         """Every ``batch`` ticks: let the event loop in once the slice is used up (other
-        tasks, timers, cancellation, a Ctrl-C), and size the next batch from this one's pace.
+        tasks, timers, cancellation, a Ctrl-C), and size the next batch from this one's pace;
+        return it (the ticks until the next checkpoint, also left in ``ticks``).
 
         Without it, a run of sync ops never awaits, so ``asyncio.wait_for``, ``task.cancel()``
         and Ctrl-C would wait for the whole run, and every other coroutine would stall.
@@ -61,7 +63,7 @@ class Run:
         if not self.checked_at:  # the run's first check: its first slice starts now
             self.checked_at, self.pause_at = now, now + SLICE_NS
             self.ticks = self.batch
-            return
+            return self.batch
         batch = self.batch
         spent = max(now - self.checked_at, 1)
         self.batch = max(1, min(2 * batch, MAX_BATCH, batch * CHECK_NS // spent))
@@ -73,6 +75,7 @@ class Run:
             await asyncio.sleep(0)
             now = time.perf_counter_ns()
         self.checked_at = now
+        return self.batch
 
     def frame(self, op_name: str, outputs: Any, index: tuple[int, ...], parent_span: str | None,
               start_ns: int) -> str:
