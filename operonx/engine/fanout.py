@@ -24,6 +24,7 @@ suspend therefore runs on the driver alone, and a short stream starts few worker
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -177,6 +178,7 @@ class FanOut:
         from_item, window = plan.from_item, self.window
         only_arg, only_key = from_item[0] if len(kwargs_template) == len(from_item) == 1 \
             else (None, None)
+        positional = plan.positional  # fn(value) binds exactly like fn(arg=value)
         collect_into = plan.collect_into(inst)
         results_into = plan.results_into(scope)
         only_result, only_result_key = results_into[0] if len(results_into) == 1 \
@@ -202,7 +204,9 @@ class FanOut:
                 item = gen_node._valid_outputs(run, inst, item, index)
                 if item is None:  # collect mode skipped a malformed yield
                     continue
-            if only_arg is not None:  # the op's one argument is a key of the yield
+            if positional:
+                value = item[only_key]
+            elif only_arg is not None:  # the op's one argument is a key of the yield
                 kwargs = {only_arg: item[only_key]}
             else:
                 kwargs = kwargs_template.copy()
@@ -213,11 +217,13 @@ class FanOut:
                 self._more_workers()
                 self.busy += 1
             try:
-                if semaphore is None:
-                    out = await fn(**kwargs)
-                else:
-                    async with semaphore:
-                        out = await fn(**kwargs)
+                if semaphore is not None:
+                    await semaphore.acquire()
+                try:
+                    out = await (fn(value) if positional else fn(**kwargs))
+                finally:
+                    if semaphore is not None:
+                        semaphore.release()
             except Exception as exc:
                 if growing:
                     self.busy -= 1
@@ -246,7 +252,7 @@ class FanOut:
 class _DirectPlan:
     """How ``FanOut._work_direct`` runs the frames of one generator: see ``_direct_plan``."""
 
-    __slots__ = ("arg_order", "constants", "from_item", "op", "per_stream")
+    __slots__ = ("arg_order", "constants", "from_item", "op", "per_stream", "positional")
 
     def __init__(self, op: NodeProgram, from_item: list[tuple[str, str]],
                  per_stream: list[tuple[str, Any]]) -> None:
@@ -257,6 +263,11 @@ class _DirectPlan:
         # The keyword order of NodeProgram.bind: constants, then the other arguments.
         self.arg_order = tuple(op.constants) + tuple(
             arg for arg in op.node.args if arg not in op.constants)
+        # The op takes exactly one argument, from the yield, and its own signature (not a
+        # wrapper's) has just that parameter, positional-or-keyword: a positional call
+        # binds the same way and skips unpacking a keyword dict per frame.
+        self.positional = len(self.arg_order) == len(self.from_item) == 1 and \
+            _only_parameter(op.fn) == self.from_item[0][0]
 
     def kwargs_template(self, inst: Inst) -> dict[str, Any]:
         """The arguments every frame shares, in ``bind`` order (item keys filled per frame)."""
@@ -284,6 +295,17 @@ class _DirectPlan:
                 frames = scope.streamed[result_key] = []
             out.append((frames, key))
         return out
+
+
+def _only_parameter(fn: Any) -> str | None:
+    """The name of ``fn``'s one positional-or-keyword parameter, if that is all it has."""
+    try:
+        params = list(inspect.signature(fn, follow_wrapped=False).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    if len(params) == 1 and params[0].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD:
+        return params[0].name
+    return None
 
 
 _direct_plans: weakref.WeakKeyDictionary[NodeProgram, _DirectPlan | None] = \

@@ -9,6 +9,7 @@ the semantics of SPEC §2 and §6: bounds, backpressure, frames, errors, cancell
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -91,6 +92,41 @@ async def test_several_outputs_and_constant_arguments_reach_every_frame(traced: 
     engine = Engine(g, tracers=[FrameList()] if traced else [])
     result = await engine.run({"numbers": [3, 1, 2], "scale": 10})
     assert result == {"scaled": [30, 10, 20], "tag": ["n3", "n1", "n2"]}
+
+
+def _keywords_only(fn: Any) -> Any:
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        assert not args, "called positionally"
+        return await fn(**kwargs)
+    return wrapper
+
+
+async def test_ops_are_called_as_their_own_signature_binds() -> None:
+    # A one-argument op may be called positionally, a wrapper's (*args, **kwargs) never.
+    @op
+    async def plain(value: int) -> dict[str, int]:
+        await asyncio.sleep(0)
+        return {"plain": value}
+
+    @op
+    @_keywords_only
+    async def wrapped(value: int) -> dict[str, int]:
+        await asyncio.sleep(0)
+        return {"wrapped": value}
+
+    with GraphOp(name="g") as g:
+        gen = each_item(items=PARENT["numbers"])
+        p = plain(value=gen["value"])
+        w = wrapped(value=gen["value"])
+        START >> gen >> [p, w] >> END
+    assert await Engine(g).run({"numbers": [1, 2]}) == {"plain": [1, 2], "wrapped": [1, 2]}
+
+    with GraphOp(name="g2") as g2:  # a frame of one op each: the direct path
+        gen = each_item(items=PARENT["numbers"])
+        w = wrapped(value=gen["value"])
+        START >> gen >> w >> END
+    assert await Engine(g2).run({"numbers": [1, 2]}) == {"wrapped": [1, 2]}
 
 
 async def test_a_frame_is_no_task_of_its_own() -> None:
