@@ -924,7 +924,7 @@ def parse(argv: list[str]) -> Settings:
                                              else [1_000_000, 10_000_000]),
         scale_sizes=() if a.no_scale else ((10, 100) if a.quick else scale.SIZES),
         build_sizes=() if a.no_scale else ((300, 1000) if a.quick else scale.BUILD_SIZES),
-        build_repeats=1 if a.quick else 3,
+        build_repeats=1 if a.quick else 5,
         timeout=180 if a.quick else 600, results_path=os.path.abspath(results),
         plot_path=plot)
 
