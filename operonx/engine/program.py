@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -481,31 +482,43 @@ class NodeProgram:
     async def _drive_in_place(self, run: Run, inst: Inst, gen: Any) -> None:
         """The hot case of ``_drive_in_turn``: a sync generator whose frames are bounded
         work, run with ``run_sync`` (no coroutine per frame), for ``run`` (no consumer to
-        wait for); the same loop minus the branches that cannot apply."""
+        wait for).
+
+        The generator is read in batches of ``run.ticks`` yields (``islice`` counts them in
+        C): the fairness checkpoint between batches then costs nothing per frame. The frames
+        hold no drive loop of their own, so this loop's count is the run's meanwhile.
+        """
         assert self.child is not None
         child_region = self.child
         emitting = run.emit is not None
         position = 0
-        ticks = run.ticks  # counted here: the frames hold no drive loop of their own
+        batch_end = 0
+        in_frame = False  # tells a failing frame (re-raised) from a failing generator
         try:
+            start = time.time_ns() if emitting else 0
             while True:
-                start = time.time_ns() if emitting else 0
-                try:
-                    item = next(gen)
-                except StopIteration:
-                    break
-                except Exception as exc:
-                    self.failed(run, inst, (*inst.index, position), exc)
-                    break  # collect mode: the stream ends here; yielded frames count
-                child = self._new_frame(run, inst, position, item, start)
-                position += 1
-                if child is not None:  # None: collect mode skipped a malformed yield
-                    child_region.run_sync(run, child)
-                ticks -= 1
-                if not ticks:
-                    ticks = await run.checkpoint()
+                batch_end = position + run.ticks
+                for item in itertools.islice(gen, run.ticks):
+                    in_frame = True
+                    child = self._new_frame(run, inst, position, item, start)
+                    position += 1
+                    if child is not None:  # None: collect mode skipped a malformed yield
+                        child_region.run_sync(run, child)
+                    in_frame = False
+                    if emitting:
+                        start = time.time_ns()
+                if position < batch_end:
+                    break  # the generator is exhausted
+                await run.checkpoint()
+                if emitting:  # the pause is no part of the next yield's span
+                    start = time.time_ns()
+        except Exception as exc:
+            if in_frame:
+                raise
+            self.failed(run, inst, (*inst.index, position), exc)
+            # collect mode: the stream ends here; yielded frames count
         finally:
-            run.ticks = ticks or 1  # 0 only if the checkpoint raised (cancelled)
+            run.ticks = max(batch_end - position, 1)  # what this loop did not use
 
     def _publish_body(self, run: Run, inst: Inst, out: dict[str, Any]) -> None:
         missing = [k for k in self.needed if k not in out]
@@ -550,8 +563,8 @@ class NodeProgram:
         state = self._loop_start(inst)
         index, span = inst.index, inst.span
         iteration = 0
-        if in_place:  # the body holds no drive loop: count in a local
-            ticks = run.ticks
+        if in_place:  # the body holds no drive loop: this loop's count is the run's
+            check_at = run.ticks
             try:
                 while True:
                     iteration += 1
@@ -559,11 +572,10 @@ class NodeProgram:
                     out = body.run_sync(run, dict(state), index, span)
                     if self._loop_step(run, inst, state, out, iteration, errors_before):
                         break
-                    ticks -= 1
-                    if not ticks:
-                        ticks = await run.checkpoint()
+                    if iteration == check_at:
+                        check_at = iteration + await run.checkpoint()
             finally:
-                run.ticks = ticks or 1  # 0 only if the checkpoint raised (cancelled)
+                run.ticks = max(check_at - iteration, 1)  # what this loop did not use
         else:
             while True:
                 iteration += 1

@@ -19,8 +19,9 @@ SLICE_NS = 1_000_000
 #: Reading the clock (and calling ``checkpoint``) costs about as much as a small op, so
 #: drive loops count frames (``Run.ticks``) and look at the clock every batch of them:
 #: about every ``CHECK_NS`` of work, and at least every ``MAX_BATCH`` frames (the bound
-#: when frames suddenly get much slower). Measured on the sync bench cases, the counting,
-#: the checks and the pauses together cost 1-3% of the Engine's cheapest frames.
+#: when frames suddenly get much slower). The hot loops count for free (``islice``
+#: batches, or the iteration number they keep anyway); measured on the sync bench cases,
+#: the checks and the pauses cost 0-2.5% (``bench/ab.py``).
 CHECK_NS = SLICE_NS // 2
 MAX_BATCH = 128
 
