@@ -24,6 +24,9 @@ class Case:
     many_runs: bool = False
     #: The dimension the result list has: N frames, or nothing (a scalar).
     width: int = 100  # nested case: leaves per row
+    #: bench/handwritten.py also has ``run_<case>_gather`` (the gather+semaphore idiom),
+    #: measured as an extra column; the ratios stay against the best hand-written code.
+    gather_baseline: bool = False
 
 
 CASES: dict[str, Case] = {c.name: c for c in [
@@ -34,11 +37,13 @@ CASES: dict[str, Case] = {c.name: c for c in [
     Case("loop", "loop of N iterations (increment until count >= N)", "iteration",
          10_000, 1_000),
     Case("async_fanout", "generator → async op (await asyncio.sleep(0)), 64 in flight",
-         "yield", 10_000, 1_000, is_async=True),
+         "yield", 10_000, 1_000, is_async=True, gather_baseline=True),
     Case("nested", "nested generators: rows → cells → double (100 cells a row)", "yield",
          10_000, 1_000),
     Case("diamond", "diamond gen → [left, right] → join, joined per frame", "yield",
          10_000, 1_000),
+    Case("sink", "generator → sink op returning None (appends to a list input)", "yield",
+         20_000, 2_000),
 ]}
 
 SYNC_CASES = [c.name for c in CASES.values() if not c.is_async]
@@ -61,6 +66,8 @@ def inputs(case: str, n: int) -> dict[str, Any]:
         return {"x": CHAIN_START} if case == CHAIN_OPS else {"n": n}
     if case in ("seed_fanout", "chain5", "async_fanout"):
         return {"numbers": list(range(n))}
+    if case == "sink":
+        return {"numbers": list(range(n)), "into": []}  # the sink appends every value here
     if case == "scalar_chain10":
         return {"x": 0}
     if case == "loop":
@@ -105,11 +112,20 @@ def expected(case: str, n: int) -> dict[str, Any]:
         return {"result": [2 * i for i in range(units(case, n))]}
     if case == "diamond":
         return {"total": [(i + 1) + 3 * i for i in range(n)]}
+    if case == "sink":
+        return {}  # no outputs: what it did is in the ``into`` input (see ``check``)
     raise KeyError(case)
 
 
-def check(case: str, n: int, result: dict[str, Any]) -> str | None:
-    """``None`` when ``result`` has the expected keys and values, else what differs."""
+def check(case: str, n: int, result: dict[str, Any],
+          inputs: dict[str, Any] | None = None) -> str | None:
+    """``None`` when ``result`` has the expected keys and values, else what differs.
+
+    ``inputs`` are the ones the (first) run was given: the sink case's effect is there.
+    """
+    if case == "sink" and inputs is not None and sorted(inputs["into"]) != list(range(n)):
+        got = inputs["into"]
+        return f"the sink recorded {len(got)} values, expected {n}; head {got[:5]}"
     want = {"x": CHAIN_START + n} if case == CHAIN_OPS else expected(case, n)
     for key, value in want.items():
         if key not in result:

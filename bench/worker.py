@@ -3,7 +3,8 @@
     python bench/worker.py '{"engine": "engine", "case": "seed_fanout", "n": 2000,
                              "warmup": 1, "repeats": 3, "graph": "bench/graphs/seed_fanout.py"}'
 
-Engines: ``handwritten`` (bench/handwritten.py), ``pypi`` (bench/cases_pypi/,
+Engines: ``handwritten`` (bench/handwritten.py), ``handwritten_gather`` (its
+``run_<case>_gather`` variants), ``pypi`` (bench/cases_pypi/,
 must run under bench/.venv-pypi's python), ``engine`` (operonx.core.Engine on
 the graph file ``graph``), ``compiled`` (the generated module ``module``).
 
@@ -67,6 +68,10 @@ def make_runner(spec: dict[str, Any]) -> tuple[Runner, Callable[[dict[str, Any]]
                 return await handwritten.run_chain_ops(inputs, n)
             return chain, same
         return getattr(handwritten, f"run_{case}"), same
+    if engine == "handwritten_gather":  # the extra baseline of cases with gather_baseline
+        import handwritten
+
+        return getattr(handwritten, f"run_{case}_gather"), same
     if engine == "pypi":
         import operonx
 
@@ -98,11 +103,11 @@ def make_runner(spec: dict[str, Any]) -> tuple[Runner, Callable[[dict[str, Any]]
 async def measure(spec: dict[str, Any]) -> dict[str, Any]:
     case, n = spec["case"], spec["n"]
     run, normalise = make_runner(spec)
-    inputs = cases.inputs(case, n)
     per_sample = cases.runs_per_sample(case, n)
-    for _ in range(max(1, spec.get("warmup", 1))):  # the first run is also the correctness check
+    for _ in range(max(1, spec.get("warmup", 1))):  # the warm-up runs are the correctness check
+        inputs = cases.inputs(case, n)  # fresh: a run may leave its effect in them (sink)
         result = await run(inputs)
-        problem = cases.check(case, n, normalise(result))
+        problem = cases.check(case, n, normalise(result), inputs)
         if problem is not None:
             return {"ok": False, "error": f"wrong result: {problem}"}
     samples: list[int] = []

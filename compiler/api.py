@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
 from compiler.errors import EXIT_INTERNAL, CompileError
 from compiler.passes.base import PassReport
+from operonx.gcpause import gc_paused
 
 __all__ = ["CompileError", "CompileResult", "PassReport", "check_file", "compile_file",
            "compile_graph", "explain", "is_stale", "typecheck"]
@@ -76,28 +74,10 @@ def compile_graph(graph: Any, *, source_path: str, graph_name: str,
     writes a module that runs the graph on a Ray cluster instead (``compiler/targets/ray``);
     its only optimisation is fusing sync chains, at -O2.
     """
-    with _gc_paused():
+    # Compiling builds many long-lived small objects (libcst and ast trees, the IR) and
+    # little cyclic garbage: full collections took a third of a 10,000-op compile.
+    with gc_paused():
         return _compile(graph, source_path, graph_name, opt_level, typecheck, target)
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection while compiling.
-
-    A compile builds many small objects that live until it ends (libcst and ast trees,
-    the IR) and makes little cyclic garbage; CPython runs a full collection each time
-    the surviving objects grow by a quarter, which took a third of the time of a
-    10,000-op compile. Reference counting still frees what is short-lived. (The same
-    as ``operonx.gcpause.gc_paused`` on the Engine side.)
-    """
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def _compile(graph: Any, source_path: str, graph_name: str, opt_level: int,

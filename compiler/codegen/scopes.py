@@ -1037,6 +1037,8 @@ class ScopeWriter:
         worker_def = py.function(worker, [], py.expr("None"), [
             ast.Nonlocal(names=[str(pulled), str(started)]), *worker_body], is_async=True)
         out += self._start_generator(st, it)
+        if st.name in self.checked:  # a branch check reads: its stream started
+            out += py.stmts("M = {}", M=self.done[st.name])
         out += py.stmts("P = 0\nSTARTED = 1", P=pulled, STARTED=started)
         out.append(worker_def)
         # One worker to start with; each yield taken starts another, up to ``window``: a

@@ -14,6 +14,7 @@ from operonx.core.frame import Frame, SpanContext, new_span_id, new_trace_id
 from operonx.engine.program import Program, ScopeProgram
 from operonx.engine.runtime import FRAME_BACKLOG_HIGH, OnError, Run
 from operonx.errors import GraphError, InputError, OperonxError
+from operonx.gcpause import gc_paused
 from operonx.ir.model import Const, Graph, InputRef, wrap_top_level_loop
 from operonx.tracing.base import RunInfo, Tracer
 
@@ -36,6 +37,7 @@ class Engine:
     ``@op(cache=...)`` nodes (SPEC §9) live as long as it does.
     """
 
+    @gc_paused()  # the program is long-lived objects only: see operonx.gcpause
     def __init__(self, graph: Any, *, tracers: Sequence[Tracer] = (),
                  on_error: OnError = "raise") -> None:
         self.graph = _graph_of(graph)
@@ -166,7 +168,8 @@ class Engine:
                 assert info is not None
                 tracer.on_run_start(info)
                 started_tracers.append(tracer)
-            if self._scope.inline and run.backlog is None:
+            if self._scope.inline and self._scope.bounded and run.backlog is None:
+                # No generator, loop or await anywhere: a bounded run on the caller's stack.
                 result = self._scope.run_sync(run, inputs, (), root_span)
             else:
                 result = await self._scope.run_async(run, inputs, (), root_span)

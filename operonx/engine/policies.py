@@ -16,7 +16,7 @@ import asyncio
 import collections
 import threading
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Any
+from typing import Any, cast
 
 from operonx.engine.runtime import OP_FAILURES, is_op_failure
 from operonx.ir.model import OpDef
@@ -208,3 +208,14 @@ async def timed(awaitable: Awaitable[Any], seconds: float) -> Any:
         if scope.expired():
             raise TimeoutError(f"no result within {seconds:g} s") from None
         raise
+
+
+def stepper(gen: Any, seconds: float | None) -> Callable[[], Awaitable[Any]]:
+    """How to take the next item of an async generator: within ``seconds`` when its op has
+    a timeout (a timeout bounds each step of a stream, SPEC §9)."""
+    if seconds is None:
+        return cast(Callable[[], Awaitable[Any]], gen.__anext__)
+
+    def step() -> Awaitable[Any]:
+        return timed(gen.__anext__(), seconds)
+    return step

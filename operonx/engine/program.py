@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from operonx.engine.fanout import FanOut
 from operonx.engine.gates import FAIL, RUN, Gate, ScopeGates
-from operonx.engine.policies import Exhausted, NodePolicy, timed
+from operonx.engine.policies import Exhausted, NodePolicy, stepper
 from operonx.engine.routes import BufferIds, by_index, collect_buffers, getter, publication
 from operonx.engine.runtime import (
     OP_FAILURES,
@@ -113,6 +115,7 @@ class ScopeProgram:
                 # One driver, so at most ``window`` (= the op's own bound) runs at once.
                 sole.skip_semaphore = True
         self.root = self.regions[()]
+        self.bounded: bool = self.root.bounded
 
     def run_sync(self, run: Run, inputs: dict[str, Any], index: tuple[int, ...],
                  span: str | None, failed_keys: list[str] | None = None) -> dict[str, Any]:
@@ -161,6 +164,9 @@ class RegionProgram:
         only = self.flat[0] if len(self.flat) == 1 else None
         self.sole_awaited = (only if only is not None and only.awaited and only.gate is None
                              else None)
+        # No generator or loop in it: an instance is a bounded amount of work (see
+        # NodeProgram.bounded), so running it without a chance to pause is fair.
+        self.bounded: bool = all(node.bounded for node in self.flat)
 
     def run_sync(self, run: Run, inst: Inst) -> None:
         for node in self.flat:
@@ -184,8 +190,10 @@ class RegionProgram:
                     pass
                 elif node.plain_sync:
                     node.call_plain(run, inst)
-                elif unbuffered and node.inline:
+                elif unbuffered and node.inline and node.bounded:
                     node.call_sync(run, inst)
+                elif unbuffered and node.inline:
+                    await node.call_async(run, inst)  # in order, as inline; pauses in its loops
                 else:
                     pending.append(node)
             if len(pending) == 1:
@@ -237,6 +245,10 @@ class NodeProgram:
         # one awaited call per execution.
         self.awaited = op is not None and (op.kind is OpKind.ASYNC or op.bound == "cpu" or (
             sync_def and not op.runs_inline))
+        # An execution is exactly ``await fn(**kwargs)``: the fan-out pool inlines that call
+        # (operonx.engine.fanout). Anything that wraps the call (a policy) clears this flag.
+        self.plain_await = op is not None and op.kind is OpKind.ASYNC and op.bound is None \
+            and self.policy is None
         self.semaphore: int | None = None
         if op is not None and (self.awaited or op.kind is OpKind.ASYNCGEN):
             self.semaphore = program.semaphore(node.max_concurrent)
@@ -244,6 +256,11 @@ class NodeProgram:
         if node.body is not None:
             self.body = ScopeProgram(node.body, program, "" if transparent
                                      else f"{self.qualname}.", sole_instance=sole_instance)
+        # A bounded amount of work per run: no generator or loop drives it (a plain or async
+        # op, or a sub-graph of those). Anything else runs through the async path, whose
+        # drive loops pause for the event loop (``Run.checkpoint``) so a long sync run stays fair.
+        self.bounded: bool = (node.kind is NodeKind.OP and not node.is_generator) or (
+            self.body is not None and node.kind is NodeKind.GRAPH and self.body.bounded)
         self.until: Callable[[Mapping[str, Any]], Any] | None = None
         if node.kind is NodeKind.LOOP:
             assert node.body is not None
@@ -355,23 +372,23 @@ class NodeProgram:
     # -- execution
 
     def call_sync(self, run: Run, inst: Inst) -> None:
-        kind = self.node.kind
+        """A bounded inline node on the caller's stack: a plain op or a sub-graph of them.
+
+        Generators and loops always take the async path (``call_async``), whose drive
+        loops can pause for the event loop.
+        """
+        assert self.bounded and self.inline
+        if self.plain_sync:
+            self.call_plain(run, inst)
+            return
+        if self.inline_policy:
+            self._call_policy_sync(run, inst)
+            return
+        assert self.body is not None
         try:
-            if kind is NodeKind.OP:
-                if self.plain_sync:
-                    self.call_plain(run, inst)
-                elif self.inline_policy:
-                    self._call_policy_sync(run, inst)
-                else:
-                    self._drive_sync(run, inst)
-            elif kind is NodeKind.GRAPH:
-                assert self.body is not None
-                failed_keys: list[str] = []
-                out = self.body.run_sync(run, self.bind(inst), inst.index, inst.span,
-                                         failed_keys)
-                self._publish_body(run, inst, out, failed_keys)
-            else:
-                self._loop_sync(run, inst)
+            failed_keys: list[str] = []
+            out = self.body.run_sync(run, self.bind(inst), inst.index, inst.span, failed_keys)
+            self._publish_body(run, inst, out, failed_keys)
         except _Skip:
             pass
 
@@ -525,31 +542,6 @@ class NodeProgram:
             self._publish_further(child, out)
         return child
 
-    def _drive_sync(self, run: Run, inst: Inst) -> None:
-        """A sync generator whose frames run inline: each yield runs its region to completion."""
-        assert self.child is not None
-        child_region = self.child
-        emitting = run.emit is not None
-        gen = self._start_generator(run, inst)
-        position = 0
-        try:
-            while True:
-                start = time.time_ns() if emitting else 0
-                try:
-                    item = next(gen)
-                except StopIteration:
-                    break
-                except OP_FAILURES as exc:
-                    self.failed(run, inst, (*inst.index, position), exc)
-                    break  # collect mode: the stream ends here; yielded frames count
-                child = self._new_frame(run, inst, position, item, start)
-                position += 1
-                if child is not None:  # None: collect mode skipped a malformed yield
-                    child_region.run_sync(run, child)
-        except BaseException as exc:
-            close_generator(gen, exc)
-            raise
-
     def _start_generator(self, run: Run, inst: Inst) -> Any:
         try:
             return self.fn(**self.bind(inst))
@@ -558,66 +550,106 @@ class NodeProgram:
             raise _Skip() from None
 
     async def _drive_async(self, run: Run, inst: Inst) -> None:
-        """A generator whose frames may await: each frame is a task, at most ``window`` at once."""
+        """A generator on the async path: its frames on a worker pool, or in turn if inline."""
         assert self.child is not None and self.node.op is not None
-        child_region = self.child
-        # An inline child never awaits on its own: run it in place, no task per frame.
-        # (Streaming to a consumer still goes through run_async so nested streams can pause.)
-        inline = child_region.inline
-        unbuffered = run.backlog is None
-        window = asyncio.Semaphore(child_region.window)
-        sole = child_region.sole_awaited
-
-        def release(_frame: asyncio.Task[None]) -> None:
-            window.release()
-
         is_async = self.node.op.kind is OpKind.ASYNCGEN
         op_semaphore = run.semaphores[self.semaphore] if self.semaphore is not None else None
         if op_semaphore is not None:
             await op_semaphore.acquire()
         try:
             gen = self._start_generator(run, inst)
-            step_timeout = self.node.op.timeout  # per step of an async generator (SPEC §9)
-            advance = (None if not is_async else gen.__anext__ if step_timeout is None
-                       else functools.partial(_timed_step, gen, step_timeout))
-            async with asyncio.TaskGroup() as group:
-                try:
-                    position = 0
-                    while True:
-                        start = time.time_ns() if run.emit is not None else 0
-                        try:
-                            item = await advance() if advance is not None else next(gen)
-                        except (StopIteration, StopAsyncIteration):
-                            break
-                        except OP_FAILURES as exc:
-                            if not is_op_failure(exc):
-                                raise  # the run itself is being cancelled
-                            self.failed(run, inst, (*inst.index, position), exc)
-                            break
-                        child = self._new_frame(run, inst, position, item, start)
-                        position += 1
-                        if child is None:  # collect mode skipped a malformed yield
-                            continue
-                        if inline and unbuffered:
-                            child_region.run_sync(run, child)
-                        elif inline:
-                            await child_region.run_async(run, child)
-                        else:
-                            await window.acquire()
-                            frame = (sole.call_async(run, child) if sole is not None
-                                     else child_region.run_async(run, child))
-                            group.create_task(frame).add_done_callback(release)
-                        if not unbuffered:
-                            await run.wait_for_consumer()
-                except BaseException as exc:
-                    if is_async:
-                        await aclose_generator(gen, exc)
-                    else:
-                        close_generator(gen, exc)
-                    raise
+            child = self.child
+            try:
+                if not child.inline:  # at most ``window`` frames in flight (fanout.py)
+                    await FanOut(self, run, inst, gen).drive()
+                elif run.backlog is None and not is_async and child.bounded:
+                    await self._drive_in_place(run, inst, gen)
+                else:
+                    await self._drive_in_turn(run, inst, gen, is_async)
+            except BaseException as exc:
+                if is_async:
+                    await aclose_generator(gen, exc)
+                else:
+                    close_generator(gen, exc)
+                raise
         finally:
             if op_semaphore is not None:
                 op_semaphore.release()
+
+    async def _drive_in_turn(self, run: Run, inst: Inst, gen: Any, is_async: bool) -> None:
+        """Frames that never await on their own: each runs to its end before the next yield.
+
+        This loop can suspend: for an async generator, for a ``stream`` consumer
+        (backpressure), for frames holding a generator or loop of their own, and every
+        ``SLICE_NS`` of work (``Run.checkpoint``), so a long run stays fair to the event loop.
+        """
+        assert self.child is not None and self.node.op is not None
+        child_region = self.child
+        unbuffered = run.backlog is None
+        step_timeout = self.node.op.timeout  # per step of an async generator (SPEC §9)
+        advance = stepper(gen, step_timeout) if is_async else None
+        position = 0
+        while True:
+            start = time.time_ns() if run.emit is not None else 0
+            try:
+                item = await advance() if advance is not None else next(gen)
+            except (StopIteration, StopAsyncIteration):
+                break
+            except OP_FAILURES as exc:
+                if not is_op_failure(exc):
+                    raise  # the run itself is being cancelled
+                self.failed(run, inst, (*inst.index, position), exc)
+                break  # collect mode: the stream ends here; yielded frames count
+            child = self._new_frame(run, inst, position, item, start)
+            position += 1
+            if child is not None:  # None: collect mode skipped a malformed yield
+                await child_region.run_async(run, child)
+            if not unbuffered:
+                await run.wait_for_consumer()
+            run.ticks -= 1
+            if not run.ticks:
+                await run.checkpoint()
+
+    async def _drive_in_place(self, run: Run, inst: Inst, gen: Any) -> None:
+        """The hot case of ``_drive_in_turn``: a sync generator whose frames are bounded
+        work, run with ``run_sync`` (no coroutine per frame), for ``run`` (no consumer to
+        wait for).
+
+        The generator is read in batches of ``run.ticks`` yields (``islice`` counts them in
+        C): the fairness checkpoint between batches then costs nothing per frame. The frames
+        hold no drive loop of their own, so this loop's count is the run's meanwhile.
+        """
+        assert self.child is not None
+        child_region = self.child
+        emitting = run.emit is not None
+        position = 0
+        batch_end = 0
+        in_frame = False  # tells a failing frame (re-raised) from a failing generator
+        try:
+            start = time.time_ns() if emitting else 0
+            while True:
+                batch_end = position + run.ticks
+                for item in itertools.islice(gen, run.ticks):
+                    in_frame = True
+                    child = self._new_frame(run, inst, position, item, start)
+                    position += 1
+                    if child is not None:  # None: collect mode skipped a malformed yield
+                        child_region.run_sync(run, child)
+                    in_frame = False
+                    if emitting:
+                        start = time.time_ns()
+                if position < batch_end:
+                    break  # the generator is exhausted
+                await run.checkpoint()
+                if emitting:  # the pause is no part of the next yield's span
+                    start = time.time_ns()
+        except OP_FAILURES as exc:
+            if in_frame or not is_op_failure(exc):
+                raise  # a frame's own failure, or the run being cancelled at a checkpoint
+            self.failed(run, inst, (*inst.index, position), exc)
+            # collect mode: the stream ends here; yielded frames count
+        finally:
+            run.ticks = max(batch_end - position, 1)  # what this loop did not use
 
     def _publish_body(self, run: Run, inst: Inst, out: dict[str, Any],
                       failed_keys: list[str] | None = None) -> None:
@@ -678,31 +710,39 @@ class NodeProgram:
             raise _Skip()
         return False
 
-    def _loop_sync(self, run: Run, inst: Inst) -> None:
-        assert self.body is not None
-        state = self._loop_start(inst)
-        iteration = 0
-        while True:
-            iteration += 1
-            errors_before = len(run.errors)
-            out = self.body.run_sync(run, dict(state), inst.index, inst.span)
-            if self._loop_step(run, inst, state, out, iteration, errors_before):
-                break
-        self.publish(inst, state)
-
     async def _loop_async(self, run: Run, inst: Inst) -> None:
+        """Run the body until ``until`` holds; between iterations it can pause (for a
+        ``stream`` consumer, and every ``SLICE_NS`` of work for fairness)."""
         assert self.body is not None
+        body = self.body
+        unbuffered = run.backlog is None
+        in_place = unbuffered and body.inline and body.bounded  # run_sync: no coroutine
         state = self._loop_start(inst)
+        index, span = inst.index, inst.span
         iteration = 0
-        while True:
-            iteration += 1
-            errors_before = len(run.errors)
-            out = await self.body.run_async(run, dict(state), inst.index, inst.span)
-            if self._loop_step(run, inst, state, out, iteration, errors_before):
-                break
+        if in_place:  # the body holds no drive loop: this loop's count is the run's
+            check_at = run.ticks
+            try:
+                while True:
+                    iteration += 1
+                    errors_before = len(run.errors)
+                    out = body.run_sync(run, dict(state), index, span)
+                    if self._loop_step(run, inst, state, out, iteration, errors_before):
+                        break
+                    if iteration == check_at:
+                        check_at = iteration + await run.checkpoint()
+            finally:
+                run.ticks = max(check_at - iteration, 1)  # what this loop did not use
+        else:
+            while True:
+                iteration += 1
+                errors_before = len(run.errors)
+                out = await body.run_async(run, dict(state), index, span)
+                if not unbuffered:
+                    await run.wait_for_consumer()
+                if self._loop_step(run, inst, state, out, iteration, errors_before):
+                    break
+                run.ticks -= 1
+                if not run.ticks:
+                    await run.checkpoint()
         self.publish(inst, state)
-
-
-async def _timed_step(gen: Any, seconds: float) -> Any:
-    """The next item of an async generator, within ``seconds`` (its op's timeout)."""
-    return await timed(gen.__anext__(), seconds)

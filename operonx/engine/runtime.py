@@ -13,13 +13,24 @@ from operonx.errors import OpError
 
 OnError = Literal["raise", "collect"]
 FRAME_BACKLOG_HIGH = 256  # frames buffered for a slow ``stream`` consumer before producers wait
+#: A run that never awaits on its own (sync ops only) still lets the event loop in after
+#: about this much work, so timeouts, cancellation and Ctrl-C act within a few ms.
+SLICE_NS = 1_000_000
+#: Reading the clock (and calling ``checkpoint``) costs about as much as a small op, so
+#: drive loops count frames (``Run.ticks``) and look at the clock every batch of them:
+#: about every ``CHECK_NS`` of work, and at least every ``MAX_BATCH`` frames (the bound
+#: when frames suddenly get much slower). The hot loops count for free (``islice``
+#: batches, or the iteration number they keep anyway); measured on the sync bench cases,
+#: the checks and the pauses cost 0-2.5% (``bench/ab.py``).
+CHECK_NS = SLICE_NS // 2
+MAX_BATCH = 128
 
 
 class Run:
     """Everything one ``run``/``stream`` call shares: created per call, dropped after."""
 
-    __slots__ = ("backlog", "collect_errors", "drained", "emit", "errors", "failure",
-                 "root_span", "semaphores", "trace_id", "wake")
+    __slots__ = ("backlog", "batch", "checked_at", "collect_errors", "drained", "emit", "errors",
+                 "failure", "pause_at", "root_span", "semaphores", "ticks", "trace_id", "wake")
 
     def __init__(self, n_semaphores: list[int], on_error: OnError, trace_id: str | None,
                  buffered: bool) -> None:
@@ -35,6 +46,39 @@ class Run:
         self.backlog: collections.deque[Frame] | None = collections.deque() if buffered else None
         self.drained = asyncio.Event()
         self.wake = asyncio.Event()
+        # Fairness (see ``checkpoint``): drive loops of generators, loops and fan-out workers
+        # count down ``ticks`` per frame or iteration and call ``checkpoint`` at zero (a loop
+        # whose frames hold no loop of their own counts in a local and writes it back). A
+        # run of fewer than MAX_BATCH frames never gets there, and never reads the clock.
+        self.ticks = self.batch = MAX_BATCH
+        self.checked_at = 0  # perf_counter_ns of the last check; 0: none yet
+        self.pause_at = 0  # end of the current slice
+
+    async def checkpoint(self) -> int:
+        """Every ``batch`` ticks: let the event loop in once the slice is used up (other
+        tasks, timers, cancellation, a Ctrl-C), and size the next batch from this one's pace;
+        return it (the ticks until the next checkpoint, also left in ``ticks``).
+
+        Without it, a run of sync ops never awaits, so ``asyncio.wait_for``, ``task.cancel()``
+        and Ctrl-C would wait for the whole run, and every other coroutine would stall.
+        """
+        now = time.perf_counter_ns()
+        if not self.checked_at:  # the run's first check: its first slice starts now
+            self.checked_at, self.pause_at = now, now + SLICE_NS
+            self.ticks = self.batch
+            return self.batch
+        batch = self.batch
+        spent = max(now - self.checked_at, 1)
+        self.batch = max(1, min(2 * batch, MAX_BATCH, batch * CHECK_NS // spent))
+        self.ticks = self.batch
+        if now >= self.pause_at:
+            # The next deadline first: other drive loops of this run then go on working
+            # instead of all pausing in the same turn of the event loop.
+            self.pause_at = now + SLICE_NS
+            await asyncio.sleep(0)
+            now = time.perf_counter_ns()
+        self.checked_at = now
+        return self.batch
 
     def frame(self, op_name: str, outputs: Any, index: tuple[int, ...], parent_span: str | None,
               start_ns: int, attempts: int = 1, cached: bool = False) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import inspect
 import textwrap
+import tokenize
 from collections.abc import Callable
 from typing import Any
 
@@ -31,7 +32,7 @@ def definition_loc(fn: Callable[..., Any]) -> SourceLoc:
 def function_ast(fn: Callable[..., Any]) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
     """The function's own ``def`` node, or None when its source is not available."""
     try:
-        source = textwrap.dedent(inspect.getsource(fn))
+        source = textwrap.dedent(function_source(fn))
     except (OSError, TypeError):
         return None
     try:
@@ -42,6 +43,34 @@ def function_ast(fn: Callable[..., Any]) -> ast.FunctionDef | ast.AsyncFunctionD
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             return node
     return None
+
+
+def function_source(fn: Callable[..., Any]) -> str:
+    """``inspect.getsource(fn)``, in time proportional to the function, not to its file.
+
+    ``inspect.getsourcelines`` copies every line from the ``def`` to the end of the file
+    before tokenizing the block, so a graph file of N ops cost O(N) per op, O(N²) in all.
+    This reads the same lines (``inspect.findsource``, cached per file by ``linecache``)
+    and tokenizes from the ``def`` onwards only as far as the block goes.
+    """
+    fn = inspect.unwrap(fn)
+    lines, start = inspect.findsource(fn)
+    position = start
+
+    def readline() -> str:
+        nonlocal position
+        if position >= len(lines):
+            return ""
+        position += 1
+        return lines[position - 1]
+
+    finder = inspect.BlockFinder()
+    try:
+        for token in tokenize.generate_tokens(readline):
+            finder.tokeneater(*token)
+    except (inspect.EndOfBlock, IndentationError):
+        pass
+    return "".join(lines[start:start + finder.last])
 
 
 def params_of(fn: Callable[..., Any],

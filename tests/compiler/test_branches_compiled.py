@@ -194,6 +194,22 @@ def test_a_skipped_generator_leaves_its_stream_out(tmp_path: Path) -> None:
     assert modules[-1].run_sync({"v": 3}) == {}
 
 
+def test_a_routed_generator_whose_frames_await_runs_them_all(tmp_path: Path) -> None:
+    """A generator behind a branch whose frames await runs on the worker pool (run path):
+    the ops in its frames wait on it having run, and must see that it did."""
+    modules = check(tmp_path, """
+        with GraphOp(name="g") as graph:
+            gen = each(items=PARENT["items"])
+            kind = classify(v=gen["v"])
+            d = double(v=gen["v"])
+            f = fan(v=d["out"])
+            sq = slow_square(v=f["v"])
+            START >> gen >> kind >> if_(kind["kind"] == "even", d)
+            d >> f >> sq >> END
+    """, {"items": [1, 2, 4]}, {"items": [1]})
+    assert modules[-1].run_sync({"items": [2]}) == {"out": [1600, 1681]}
+
+
 def test_branches_in_a_subgraph_and_in_a_loop_body(tmp_path: Path) -> None:
     check(tmp_path, """
         with GraphOp(name="g") as graph:
