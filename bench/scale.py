@@ -314,8 +314,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="import GRAPH_PY and build its Engine here; print the times as JSON")
     args = parser.parse_args(argv)
     if args.time_compile:
-        import json
-
         print(json.dumps(time_compile(args.time_compile)))
         return 0
     if args.compile_scale:
