@@ -28,7 +28,7 @@ from compiler.codegen.render import (
     render,
 )
 from compiler.codegen.runtime import defined_needs, free_names, library, names_read, select
-from compiler.codegen.scopes import ModuleNames, ScopeWriter
+from compiler.codegen.scopes import ModuleNames, ScopeWriter, is_sync_fn
 from compiler.errors import EXIT_INTERNAL, CompileError
 from compiler.frontend.extract import Extraction, module_level_names
 from compiler.ir.nodes import ModuleIR
@@ -116,7 +116,7 @@ def generate(module: ModuleIR, graph: Graph, extraction: Extraction,
         routes=list(module.input_routes),
         defaults=list(module.optional_inputs),
         fast_functions=[fast_code] if fast_top is not None else [],
-        fast_top=fast_top, fast_top_sync=module.top.inline,
+        fast_top=fast_top, fast_top_sync=is_sync_fn(module.top, "fast"),
         traced_functions=[traced_code], traced_top=traced_top,
     )
     # The skeleton's own reads (entry points, types, checks), without the generated

@@ -32,7 +32,7 @@ STDLIB = frozenset(sys.stdlib_module_names)
 # (compiler.codegen.runtime.select); copied code must not take any of them.
 RUNTIME_IMPORTS = (
     "import argparse", "import asyncio", "import collections", "import contextlib",
-    "import functools", "import json", "import operator", "import random",
+    "import functools", "import itertools", "import json", "import operator", "import random",
     "import sys", "import threading", "import time", "import uvloop",
     "from collections.abc import AsyncIterator, Awaitable, Callable, Mapping",
     "from dataclasses import dataclass",

@@ -249,8 +249,10 @@ class ModuleNames:
         return self.semaphores[stage.qualname][0]
 
 
-def _is_sync_fn(scope: ScopeIR, mode: Mode) -> bool:
-    return mode == "fast" and scope.inline
+def is_sync_fn(scope: ScopeIR, mode: Mode) -> bool:
+    """A plain ``def``: the run path of a scope that never awaits and holds no drive loop
+    (a generator or loop could run long, so it pauses for the event loop: a coroutine)."""
+    return mode == "fast" and scope.inline and scope.bounded
 
 
 class ScopeWriter:
@@ -463,7 +465,7 @@ class ScopeWriter:
             return self.scope.region((*st.context, st.name)).strategy != "inline"
         if st.kind in ("graph", "loop"):
             assert st.body is not None
-            return not _is_sync_fn(st.body, self.mode)
+            return not is_sync_fn(st.body, self.mode)
         return False
 
     def _rt(self) -> ast.expr:
@@ -493,7 +495,7 @@ class ScopeWriter:
         body += self._returns()
         return [py.comment(f"{where(s.loc)}: {s.kind} {s.name!r}"),
                 py.function(name, params, py.expr(returns), body,
-                            is_async=not _is_sync_fn(s, self.mode)),
+                            is_async=not is_sync_fn(s, self.mode)),
                 *self.extra]
 
     @property
@@ -699,7 +701,7 @@ class ScopeWriter:
             args.append(ctx.span_expr())
         args.append(inputs)
         call: ast.expr = ast.Call(func=py.name(fn), args=args, keywords=[])
-        if not _is_sync_fn(body, self.mode):
+        if not is_sync_fn(body, self.mode):
             call = ast.Await(value=call)
         return call
 
@@ -850,7 +852,7 @@ class ScopeWriter:
         name, keys = py.lit(st.qualname), py.lit(tuple(st.needed))
         # Statement lists around a frame's code: [semaphore try,] [traced: else,]
         # try, [async with,] for, try, [traced: if not skipped].
-        around = 3 + int(is_async) + (2 if traced else 0) + (1 if tasks else 0)
+        around = 3 + int(is_async) + (2 if traced else 1) + (1 if tasks else 0)
         child = ctx.deeper(counter, span, around)
         frame = Dispatch(self, region, child, tasks, counter, var, span)
 
@@ -896,7 +898,7 @@ class ScopeWriter:
                         raise
             """, ITEM=item, IT=it, TIMEOUT=py.lit(float(step_timeout)), BODY=body,
                 IN_FRAME=in_frame)
-        else:
+        elif traced or is_async:  # pauses come with each frame (RT.drain(), below)
             loop = py.stmts(("async for" if is_async else "for") + """ ITEM in IT:
     try:
         BODY
@@ -904,6 +906,10 @@ class ScopeWriter:
         IN_FRAME = True
         raise
 """, ITEM=item, IT=it, BODY=body, IN_FRAME=in_frame)
+        else:
+            loop = self._paced_loop(item, it, body, in_frame, counter)
+        if is_async and not traced:  # the run path's async generators pause per batch too
+            loop = self._count_down(loop, ns.fresh(f"{st.name}_ticks"))
 
         if traced:
             on_failure = py.stmts("RT.fail(NAME, IDX, EXC)", RT=rt, NAME=name,
@@ -951,6 +957,39 @@ class ScopeWriter:
                     RT.SEM.release()
             """, RT=rt, SEM=self.names.semaphore(st), CODE=code)
         out += frame.prelude() + code
+
+    def _paced_loop(self, item: Ident, it: Ident, body: Stmts, in_frame: Ident,
+                    counter: Ident) -> Stmts:
+        """A sync generator's loop on the run path, read in batches (``islice`` counts the
+        yields in C, so a frame costs nothing more); between batches it may pause for the
+        event loop (``_PACE``). The frame counter tells a full batch from the end."""
+        end = self.fn.ns.fresh(f"{counter}_batch_end")
+        return py.stmts("""
+            END = _PACE.ticks
+            while True:
+                for ITEM in itertools.islice(IT, END - C):
+                    try:
+                        BODY
+                    except BaseException:
+                        IN_FRAME = True
+                        raise
+                if C < END:
+                    break
+                END = C + await _PACE.checkpoint()
+            _PACE.ticks = max(END - C, 1)
+        """, END=end, ITEM=item, IT=it, C=counter, BODY=body, IN_FRAME=in_frame)
+
+    @staticmethod
+    def _count_down(loop: Stmts, ticks: Ident) -> Stmts:
+        """``loop`` (a ``for`` or ``async for`` over frames that may await) with a countdown
+        to the next ``_PACE`` check after each frame."""
+        assert len(loop) == 1 and isinstance(loop[0], (ast.For, ast.AsyncFor, ast.While))
+        loop[0].body += py.stmts("""
+            T -= 1
+            if not T:
+                T = await _PACE.checkpoint()
+        """, T=ticks)
+        return py.stmts("T = _PACE.ticks", T=ticks) + loop
 
     def _pool_ok(self, st: StageIR, region: RegionIR) -> bool:
         """Whether the run path drives this generator's frames with a pool of workers.
@@ -1019,20 +1058,25 @@ class ScopeWriter:
                                    py.expr("None"), frame, is_async=True))
             frame = py.stmts("await F(C, V)", F=frame_fn, C=counter, V=var)
         body += frame
+        # Each worker counts its own frames down to its next pause check (frames that
+        # never suspend would otherwise keep the event loop to themselves).
+        loop = self._count_down(py.stmts("""
+            for OUT in IT:
+                try:
+                    BODY
+                except BaseException:
+                    F = True
+                    raise
+        """, F=in_frame, OUT=var, IT=it, BODY=body), ns.fresh(f"{st.name}_ticks"))
         worker_body = py.stmts("""
             F = False
             try:
-                for OUT in IT:
-                    try:
-                        BODY
-                    except BaseException:
-                        F = True
-                        raise
+                LOOP
             except BaseException as EXC:
                 if not _gen_failed(IT, EXC, F):
                     raise
                 raise _op_error(NAME, IDX, EXC) from EXC
-        """, F=in_frame, OUT=var, IT=it, BODY=body, EXC=exc, NAME=name,
+        """, F=in_frame, LOOP=loop, IT=it, EXC=exc, NAME=name,
             IDX=ctx.deeper(pulled, None, 0).index())
         worker_def = py.function(worker, [], py.expr("None"), [
             ast.Nonlocal(names=[str(pulled), str(started)]), *worker_body], is_async=True)
@@ -1069,7 +1113,7 @@ class ScopeWriter:
                     *(v for k, v in bound.items() if k not in state)])
         inline = st.inline_loop and not ctx.nest(3).too_deep
         var = self.out[st.name] if self._needs_var(st) else None
-        if inline and self.mode == "fast" and _is_sync_fn(st.body, "fast"):
+        if inline and self.mode == "fast" and is_sync_fn(st.body, "fast"):
             self._loop_inlined(out, st, ctx, bound, state)
         elif inline:
             self._nested(st.body)
@@ -1084,7 +1128,7 @@ class ScopeWriter:
         """Write the loop as a module-level function; return the expression calling it."""
         assert st.body is not None
         fn_name = self.names.loop_fn(st, self.scope, self.mode)
-        is_async = not _is_sync_fn(st.body, self.mode) or self.mode == "traced"
+        is_async = True  # a loop pauses for the event loop now and then (fairness)
         inner = Locals.new(self.names.ns.child(), self.mode)
         state = inner.ns.fresh("state")
         result = inner.ns.fresh("out")
@@ -1143,16 +1187,16 @@ class ScopeWriter:
                 break
         """, STOP=ns.fresh(f"{st.name}_stop"), UNTIL=until, EXC=self.fn.exc,
             NAME=py.lit(st.qualname), IDX=ctx.index())
-        # A counter, not ``for _ in range(...)``: no int object per pass.
-        out += py.stmts("""
+        # A counter, not ``for _ in range(...)``: no int object per pass. One comparison
+        # per pass covers both the limit and the next pause check (``_paced``).
+        n = ns.fresh(f"{st.name}_iteration")
+        check = ns.fresh(f"{st.name}_check_at")
+        out += _paced(n, check, loop.max_iterations, py.stmts("""
             N = 0
             while True:
                 N += 1
                 BODY
-                if N >= LIMIT:
-                    raise _loop_limit(NAME, LIMIT)
-        """, N=ns.fresh(f"{st.name}_iteration"), LIMIT=py.lit(loop.max_iterations), BODY=body,
-            NAME=py.lit(st.qualname))
+        """, N=n, BODY=body), py.lit(st.qualname))
         for k in keys:  # readers read the (typed) state locals
             self.unpacked[(st.name, k)] = local[k]
         if st.name in self.forced or st.name in self.checked:  # the outputs as a dict too
@@ -1167,6 +1211,21 @@ def until_test(st: StageIR, load: Callable[[str], ast.expr],
     if isinstance(until, UntilExpr):
         return to_ast(until, load)
     return py.expr("FN(STATE)", FN=Ident(until), STATE=state())
+
+
+def _paced(n: Ident, check: Ident, limit: int, loop: Stmts, name: ast.expr) -> Stmts:
+    """A run-path loop (``N = 0`` then ``while True:`` counting ``N``) with its end checks:
+    ``max_iterations``, and now and then a pause for the event loop (``_PACE``). Both sit
+    behind one comparison with ``CHECK``, the nearer of the two."""
+    assert len(loop) == 2 and isinstance(loop[1], ast.While)
+    loop[1].body += py.stmts("""
+        if N >= CHECK:
+            if N >= LIMIT:
+                raise _loop_limit(NAME, LIMIT)
+            CHECK = min(N + await _PACE.checkpoint(), LIMIT)
+    """, N=n, CHECK=check, LIMIT=py.lit(limit), NAME=name)
+    return [loop[0], *py.stmts("CHECK = min(_PACE.ticks, LIMIT)", CHECK=check,
+                               LIMIT=py.lit(limit)), loop[1]]
 
 
 class LoopWriter:
@@ -1196,14 +1255,15 @@ class LoopWriter:
             args.append(ctx.span_expr())
         step: ast.expr = ast.Call(func=py.name(w.names.scope_fn(st.body, w.mode)),
                                   args=[*args, py.expr("dict(S)", S=state)], keywords=[])
-        if not _is_sync_fn(st.body, w.mode):
+        if not is_sync_fn(st.body, w.mode):
             step = ast.Await(value=step)
+        n, name = ns.fresh(f"{st.name}_iteration"), py.lit(st.qualname)
         subs: dict[str, py.Sub] = dict(
-            N=ns.fresh(f"{st.name}_iteration"), S=state, STOP=ns.fresh(f"{st.name}_stop"),
-            UNTIL=until, EXC=self.fn.exc, NAME=py.lit(st.qualname), IDX=ctx.index(),
-                    LIMIT=py.lit(st.body.loop.max_iterations))
+            N=n, S=state, STOP=ns.fresh(f"{st.name}_stop"), UNTIL=until, EXC=self.fn.exc,
+            NAME=name, IDX=ctx.index(), LIMIT=py.lit(st.body.loop.max_iterations))
         if w.mode == "fast":
-            out += py.stmts("""
+            out += _paced(n, ns.fresh(f"{st.name}_check_at"),
+                          st.body.loop.max_iterations, py.stmts("""
                 N = 0
                 while True:
                     N += 1
@@ -1214,9 +1274,7 @@ class LoopWriter:
                         raise _op_error(NAME, IDX, EXC) from EXC
                     if STOP:
                         break
-                    if N >= LIMIT:
-                        raise _loop_limit(NAME, LIMIT)
-            """, STEP=step, **subs)
+            """, STEP=step, **{k: v for k, v in subs.items() if k != "LIMIT"}), name)
             if var is not None:
                 out += py.stmts("V = S", V=var, S=state)
             return
@@ -1228,6 +1286,7 @@ class LoopWriter:
                 N += 1
                 E = len(RT.errors)
                 STEP = STEP_CALL
+                await RT.drain()
                 if RT.failed_since(E, QUAL, IDX):
                     break
                 S.update(STEP)

@@ -43,7 +43,7 @@ from operonx.ir.model import (
     output_refs,
     wrap_top_level_loop,
 )
-from operonx.ir.plan import plan_scope, scope_is_inline
+from operonx.ir.plan import plan_scope, scope_is_bounded, scope_is_inline
 
 FunctionNames = Mapping[Callable[..., Any], str]
 
@@ -206,7 +206,8 @@ class _Lowering:
         return ScopeIR(name=graph.name, kind=graph.kind, qual=qual, symbol=symbol, loc=graph.loc,
                        stages=tuple(stages), regions=regions, results=results,
                        collects=tuple(collects.values()), reads=graph.reads,
-                       inline=scope_is_inline(graph), branches=branch_ir.branches(graph, qual),
+                       inline=scope_is_inline(graph), bounded=scope_is_bounded(graph),
+                       branches=branch_ir.branches(graph, qual),
                        input_types=self._input_types(graph))
 
     def _output_types(self, graph: Graph, node: Node) -> tuple[tuple[str, str], ...]:

@@ -226,6 +226,9 @@ class ScopeIR:
     collects: tuple[CollectIR, ...]
     reads: tuple[str, ...]  # PARENT keys read by its stages
     inline: bool  # no stage at any depth awaits
+    # No generator or loop at any depth: a run of it is bounded work. Anything else pauses
+    # for the event loop now and then (fairness), so its run path is a coroutine.
+    bounded: bool = False
     loop: LoopIR | None = None
     branches: tuple[BranchIR, ...] = ()
     input_types: tuple[tuple[str, str], ...] = ()  # PARENT key -> type text, where known

@@ -112,6 +112,15 @@ def scope_is_inline(graph: Graph) -> bool:
     return all(r.inline for r in plan_scope(graph).regions.values())
 
 
+def scope_is_bounded(graph: Graph) -> bool:
+    """True when one run of the scope is a bounded amount of work: no generator and no loop
+    at any depth. Only such a run may go without a chance to pause for the event loop."""
+    return all((node.kind is NodeKind.OP and not node.is_generator)
+               or (node.kind is NodeKind.GRAPH and node.body is not None
+                   and scope_is_bounded(node.body))
+               for node in graph.nodes.values())
+
+
 def _dependencies(graph: Graph) -> list[tuple[str, str]]:
     deps = [(a, b) for a, b in graph.edges if a in graph.nodes and b in graph.nodes]
     for node in graph.nodes.values():

@@ -323,9 +323,10 @@ def programs(draw: st.DrawFn, max_steps: int = 5, max_depth: int = 4,
             name = draw(_identifier())
             if (canonical(name) not in used_fns and name not in _RESERVED_IN_PROGRAM
                     and not name.startswith(("__", "join_")) and name != "source"
-                    and name not in used_nodes):
+                    and canonical(name) not in used_nodes):
                 used_fns.add(canonical(name))
-                used_nodes.add(name)  # its node's default name
+                # its node's default name: Python reads ``def ﬁx`` as ``def fix``
+                used_nodes.add(canonical(name))
                 return name
 
     def node_name() -> str | None:

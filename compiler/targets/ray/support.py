@@ -20,7 +20,7 @@ KNOWN: dict[type[Any], frozenset[str]] = {
                          "optional_inputs", "input_routes", "fast_path", "opt_level",
                          "input_fields", "result_fields", "type_imports"}),
     ScopeIR: frozenset({"name", "kind", "qual", "symbol", "loc", "stages", "regions", "results",
-                        "collects", "reads", "inline", "loop", "input_types"}),
+                        "collects", "reads", "inline", "bounded", "loop", "input_types"}),
     RegionIR: frozenset({"generator", "context", "levels", "inline", "window", "strategy",
                          "chains"}),
     StageIR: frozenset({"name", "qualname", "kind", "flavor", "function", "returns_none", "args",
