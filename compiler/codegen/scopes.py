@@ -841,12 +841,15 @@ class ScopeWriter:
             return
         ns = self.fn.ns
         rt, exc = self.fn.rt, self.fn.exc
-        counter = ns.fresh(f"i_{st.name}")
+        traced = self.mode == "traced"
+        is_async = st.flavor == "asyncgen"
+        paced = not traced and not is_async  # a batched loop (``_paced_loop``)
+        # The batched loop's counter is its ``for`` target and may go unread in the frame
+        # (ruff's B007): the leading underscore says that is on purpose.
+        counter = ns.fresh(f"{'_' if paced else ''}i_{st.name}")
         it = ns.fresh(f"{st.name}_iter")
         in_frame = ns.fresh(f"{st.name}_in_frame")
         var = self.out[st.name]
-        traced = self.mode == "traced"
-        is_async = st.flavor == "asyncgen"
         tasks = region.strategy != "inline" and bool(region.levels)
         span = ns.fresh(f"{st.name}_span") if traced else None
         name, keys = py.lit(st.qualname), py.lit(tuple(st.needed))
@@ -881,7 +884,8 @@ class ScopeWriter:
             self._check(body, st, var, child.index(), unpack=not tasks)
             self._publish(body, st, child)
             frame.write(body)
-            body += py.stmts("C += 1", C=counter)
+            if is_async:  # a sync generator's loop counts in C (``_paced_loop``)
+                body += py.stmts("C += 1", C=counter)
             before = []
         step_timeout = st.policy.timeout if st.policy is not None else None
         if is_async and step_timeout is not None:  # each step has its own deadline (SPEC §9)
@@ -919,6 +923,8 @@ class ScopeWriter:
         else:
             on_failure = py.stmts("raise _op_error(NAME, IDX, EXC) from EXC", NAME=name,
                                   IDX=child.index(), EXC=exc)
+            if paced:  # C is the index of the last frame taken: the failed pull is the next
+                on_failure = py.stmts("C += 1", C=counter) + on_failure
         failed = "await _agen_failed" if is_async else "_gen_failed"
         guarded = py.stmts(f"""
             try:
@@ -931,7 +937,8 @@ class ScopeWriter:
         if frame.group is not None:
             guarded = py.stmts("async with asyncio.TaskGroup() as G:\n    GUARDED",
                                G=frame.group, GUARDED=guarded)
-        run = py.stmts("C = 0\nF = False", C=counter, F=in_frame) + guarded
+        run = py.stmts("C = START\nF = False", C=counter, START=py.lit(-1 if paced else 0),
+                       F=in_frame) + guarded
         start = self._start_generator(st, it)
         if not traced and st.name in self.checked:  # a branch check reads: its stream started
             run = py.stmts("M = {}", M=self.done[st.name]) + run
@@ -960,24 +967,29 @@ class ScopeWriter:
 
     def _paced_loop(self, item: Ident, it: Ident, body: Stmts, in_frame: Ident,
                     counter: Ident) -> Stmts:
-        """A sync generator's loop on the run path, read in batches (``islice`` counts the
-        yields in C, so a frame costs nothing more); between batches it may pause for the
-        event loop (``_PACE``). The frame counter tells a full batch from the end."""
+        """A sync generator's loop on the run path, in batches: between two batches it may
+        pause for the event loop (``_PACE``). ``zip`` with a ``range`` of frame indexes
+        bounds the batch and counts the frames in C (``C`` is the frame's index), so a
+        frame costs what ``C += 1`` would. ``zip`` takes the index first: a full batch
+        stops before pulling another yield. The ticks this loop did not use go back to
+        ``_PACE`` for the next loop (at least one: the loop ended short of ``END``)."""
         end = self.fn.ns.fresh(f"{counter}_batch_end")
+        first = self.fn.ns.fresh(f"{counter}_batch_first")
         return py.stmts("""
             END = _PACE.ticks
             while True:
-                for ITEM in itertools.islice(IT, END - C):
+                FIRST = C + 1
+                for C, ITEM in zip(range(FIRST, END), IT, strict=False):
                     try:
                         BODY
                     except BaseException:
                         IN_FRAME = True
                         raise
-                if C < END:
+                if C + 1 < END:
                     break
-                END = C + await _PACE.checkpoint()
-            _PACE.ticks = max(END - C, 1)
-        """, END=end, ITEM=item, IT=it, C=counter, BODY=body, IN_FRAME=in_frame)
+                END = C + 1 + await _PACE.checkpoint()
+            _PACE.ticks = END - C - 1
+        """, END=end, FIRST=first, ITEM=item, IT=it, C=counter, BODY=body, IN_FRAME=in_frame)
 
     @staticmethod
     def _count_down(loop: Stmts, ticks: Ident) -> Stmts:
