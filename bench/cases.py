@@ -44,6 +44,8 @@ CASES: dict[str, Case] = {c.name: c for c in [
          10_000, 1_000),
     Case("sink", "generator → sink op returning None (appends to a list input)", "yield",
          20_000, 2_000),
+    Case("routed", "generator → per-frame if_/else_ to one of two sync ops (SPEC §8)",
+         "yield", 20_000, 2_000),
 ]}
 
 SYNC_CASES = [c.name for c in CASES.values() if not c.is_async]
@@ -64,7 +66,7 @@ def inputs(case: str, n: int) -> dict[str, Any]:
     """The run inputs for one run of ``case`` at size ``n`` (same for every engine)."""
     if case in (CHAIN_OPS, "memory_stream"):
         return {"x": CHAIN_START} if case == CHAIN_OPS else {"n": n}
-    if case in ("seed_fanout", "chain5", "async_fanout"):
+    if case in ("seed_fanout", "chain5", "async_fanout", "routed"):
         return {"numbers": list(range(n))}
     if case == "sink":
         return {"numbers": list(range(n)), "into": []}  # the sink appends every value here
@@ -112,6 +114,8 @@ def expected(case: str, n: int) -> dict[str, Any]:
         return {"result": [2 * i for i in range(units(case, n))]}
     if case == "diamond":
         return {"total": [(i + 1) + 3 * i for i in range(n)]}
+    if case == "routed":  # even values doubled, odd ones negated, each in yield order
+        return {"even": [2 * i for i in range(0, n, 2)], "odd": [-i for i in range(1, n, 2)]}
     if case == "sink":
         return {}  # no outputs: what it did is in the ``into`` input (see ``check``)
     raise KeyError(case)

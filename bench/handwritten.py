@@ -85,6 +85,19 @@ def sink(value: int) -> None:
     return None
 
 
+def each_with_parity(items: list[int]) -> Iterator[dict[str, int]]:
+    for item in items:
+        yield {"value": item, "parity": item % 2}
+
+
+def double_even(value: int) -> dict[str, int]:
+    return {"even": value * 2}
+
+
+def negate(value: int) -> dict[str, int]:
+    return {"odd": -value}
+
+
 def record(value: int, into: list[int]) -> None:
     into.append(value)
 
@@ -187,6 +200,17 @@ async def run_sink(inputs: dict[str, Any]) -> dict[str, Any]:
     for frame in each_item(inputs["numbers"]):
         record(frame["value"], into)
     return {}
+
+
+async def run_routed(inputs: dict[str, Any]) -> dict[str, Any]:
+    even: list[int] = []
+    odd: list[int] = []
+    for frame in each_with_parity(inputs["numbers"]):
+        if frame["parity"] == 0:
+            even.append(double_even(frame["value"])["even"])
+        else:
+            odd.append(negate(frame["value"])["odd"])
+    return {"even": even, "odd": odd}
 
 
 async def run_memory_stream(inputs: dict[str, Any]) -> dict[str, Any]:
