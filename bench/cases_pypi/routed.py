@@ -4,8 +4,9 @@ from typing import Any
 
 
 def build(n: int) -> Any:
-    from operonx.core import END, PARENT, START, GraphOp, op
     from operonx.core.ops import if_
+
+    from operonx.core import END, PARENT, START, GraphOp, op
 
     @op
     def each_item(items: list):
