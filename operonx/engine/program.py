@@ -10,14 +10,15 @@ this module only executes it.
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from operonx.core.reference import FunctionReference, Unreachable, reference_to
+from operonx.engine import cpu_pool
 from operonx.engine.routes import BufferIds, by_index, collect_buffers, getter, publication
 from operonx.engine.runtime import Inst, Run, ScopeRun, op_error
-from operonx.errors import LoopLimitExceeded, OpError
+from operonx.errors import GraphError, LoopLimitExceeded, OpError
 from operonx.ir.model import (
     Const,
     Graph,
@@ -34,6 +35,17 @@ def _not_an_op(**_kwargs: Any) -> Any:
     raise AssertionError("sub-graphs and loops are not called as functions")
 
 
+def _worker_reference(node: Node) -> FunctionReference:
+    """How worker processes import a bound="cpu" op (checked again: the graph was built
+    before this Engine, and a name can be rebound in between)."""
+    assert node.op is not None
+    try:
+        return reference_to(node.op.fn)
+    except Unreachable as exc:
+        raise GraphError(f"op {node.name!r} is bound='cpu' but cannot run in a worker process: "
+                         f"{exc.reason}", node.loc.file, node.loc.line, exc.hint) from None
+
+
 _FAILED: Any = object()  # an awaited op failed and collect mode recorded it
 
 
@@ -42,11 +54,15 @@ class _Skip(Exception):
 
 
 class Program:
-    """Counters shared while building: semaphore slots and collect-buffer ids."""
+    """Counters shared while building: semaphore slots and collect-buffer ids.
 
-    def __init__(self) -> None:
+    ``cpu_workers``: the size of the process pool ``bound="cpu"`` ops run in.
+    """
+
+    def __init__(self, cpu_workers: int | None = None) -> None:
         self.semaphore_sizes: list[int] = []
         self._next_buffer = 0
+        self.cpu_workers = cpu_workers or cpu_pool.default_workers()
 
     def semaphore(self, size: int) -> int:
         self.semaphore_sizes.append(size)
@@ -188,6 +204,10 @@ class NodeProgram:
         self.plain_sync = op is not None and op.kind is OpKind.SYNC and op.bound is None
         # An async def, or a def run in the thread pool: one awaited call per execution.
         self.awaited = op is not None and (op.kind is OpKind.ASYNC or op.bound == "cpu")
+        # A bound="cpu" op runs in a worker process (operonx.engine.cpu_pool).
+        self.cpu: cpu_pool.CpuOp | None = None
+        if op is not None and op.bound == "cpu":
+            self.cpu = cpu_pool.CpuOp(_worker_reference(node), program.cpu_workers)
         self.semaphore: int | None = None
         if op is not None and (op.kind in (OpKind.ASYNC, OpKind.ASYNCGEN) or op.bound == "cpu"):
             self.semaphore = program.semaphore(node.max_concurrent)
@@ -372,9 +392,8 @@ class NodeProgram:
         """(start time, return value) of one awaited call, or _FAILED once it is recorded."""
         start = time.time_ns() if run.emit is not None else 0
         try:
-            if self.node.op.bound == "cpu":  # type: ignore[union-attr]
-                loop = asyncio.get_running_loop()
-                out = await loop.run_in_executor(None, functools.partial(self.fn, **kwargs))
+            if self.cpu is not None:
+                out = await self.cpu(kwargs)  # cancelling this stops the worker running it
             else:
                 out = await self.fn(**kwargs)
         except Exception as exc:
