@@ -36,6 +36,7 @@ test: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) bench/run.py $(BENCH_ARGS)
+	$(PY) bench/cpu_bench.py $(BENCH_ARGS)
 
 # Regenerate golden files after an intended change; review the diff.
 golden: $(VENV)/.installed-dev

@@ -37,12 +37,15 @@ import os
 import pickle
 import signal
 import threading
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from operonx.core.reference import FunctionReference
+from operonx.core.reference import Unreachable, reference_to
 from operonx.engine.cpu_worker import READY, decode_reply, encode_request, in_worker, worker_main
+from operonx.errors import GraphError
+from operonx.ir.model import SourceLoc
 
 START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() \
     else "spawn"
@@ -77,10 +80,15 @@ class CpuOp:
     died); cancelling the await stops the worker running it.
     """
 
-    def __init__(self, reference: FunctionReference, workers: int) -> None:
-        self.reference = reference
+    def __init__(self, fn: Callable[..., Any], workers: int, node_name: str,
+                 loc: SourceLoc) -> None:
+        try:  # checked when the op was decorated; an Engine may be built from any IR
+            self.reference = reference_to(fn)
+        except Unreachable as exc:
+            raise GraphError(f"op {node_name!r} is bound='cpu' but cannot run in a worker "
+                             f"process: {exc.reason}", loc.file, loc.line, exc.hint) from None
         self.workers = workers
-        self._reference_blob = pickle.dumps(reference, pickle.HIGHEST_PROTOCOL)
+        self._reference_blob = pickle.dumps(self.reference, pickle.HIGHEST_PROTOCOL)
 
     async def __call__(self, kwargs: dict[str, Any]) -> Any:
         request = encode_request(self._reference_blob, kwargs)

@@ -14,11 +14,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from operonx.core.reference import FunctionReference, Unreachable, reference_to
 from operonx.engine import cpu_pool
 from operonx.engine.routes import BufferIds, by_index, collect_buffers, getter, publication
 from operonx.engine.runtime import Inst, Run, ScopeRun, op_error
-from operonx.errors import GraphError, LoopLimitExceeded, OpError
+from operonx.errors import LoopLimitExceeded, OpError
 from operonx.ir.model import (
     Const,
     Graph,
@@ -33,17 +32,6 @@ from operonx.ir.until import evaluator
 
 def _not_an_op(**_kwargs: Any) -> Any:
     raise AssertionError("sub-graphs and loops are not called as functions")
-
-
-def _worker_reference(node: Node) -> FunctionReference:
-    """How worker processes import a bound="cpu" op (checked again: the graph was built
-    before this Engine, and a name can be rebound in between)."""
-    assert node.op is not None
-    try:
-        return reference_to(node.op.fn)
-    except Unreachable as exc:
-        raise GraphError(f"op {node.name!r} is bound='cpu' but cannot run in a worker process: "
-                         f"{exc.reason}", node.loc.file, node.loc.line, exc.hint) from None
 
 
 _FAILED: Any = object()  # an awaited op failed and collect mode recorded it
@@ -202,12 +190,12 @@ class NodeProgram:
         op = node.op
         self.fn: Callable[..., Any] = op.fn if op is not None else _not_an_op
         self.plain_sync = op is not None and op.kind is OpKind.SYNC and op.bound is None
-        # An async def, or a def run in the thread pool: one awaited call per execution.
+        # An async def, or a def run in a worker process: one awaited call per execution.
         self.awaited = op is not None and (op.kind is OpKind.ASYNC or op.bound == "cpu")
         # A bound="cpu" op runs in a worker process (operonx.engine.cpu_pool).
         self.cpu: cpu_pool.CpuOp | None = None
         if op is not None and op.bound == "cpu":
-            self.cpu = cpu_pool.CpuOp(_worker_reference(node), program.cpu_workers)
+            self.cpu = cpu_pool.CpuOp(op.fn, program.cpu_workers, node.name, node.loc)
         self.semaphore: int | None = None
         if op is not None and (op.kind in (OpKind.ASYNC, OpKind.ASYNCGEN) or op.bound == "cpu"):
             self.semaphore = program.semaphore(node.max_concurrent)
