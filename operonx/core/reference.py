@@ -79,9 +79,9 @@ def reference_to(fn: Callable[..., Any]) -> FunctionReference:
             raise Unreachable("it is defined in an interactive session (or `python -c`/stdin), "
                               "which worker processes cannot import",
                               "move it into a .py file and import it, or run a script")
-    elif file is None:
-        raise Unreachable(f"its module {module_name!r} has no source file a worker process "
-                          "could import", "define it in a .py file")
+    elif file is None and not _importable_by_name(module_name):
+        raise Unreachable(f"its module {module_name!r} can neither be imported by name nor "
+                          "loaded from a source file", "define it in a .py file")
     return FunctionReference(module_name, qualname, file)
 
 
@@ -144,6 +144,26 @@ def _main_is_importable(main: types.ModuleType, fn: Callable[..., Any]) -> bool:
     # A notebook's cells are not in the file that started the kernel.
     with contextlib.suppress(OSError):
         return os.path.samefile(code.co_filename, main_file)
+    return False
+
+
+def _importable_by_name(name: str) -> bool:
+    """Whether ``import name`` would find the module afresh (not from ``sys.modules``)."""
+    parent, _, _ = name.rpartition(".")
+    path = None
+    if parent:
+        path = getattr(sys.modules.get(parent), "__path__", None)
+        if path is None:
+            return False
+    for finder in sys.meta_path:  # what `import` asks, minus the sys.modules cache
+        find_spec = getattr(finder, "find_spec", None)
+        if find_spec is None:
+            continue
+        try:
+            if find_spec(name, path) is not None:
+                return True
+        except Exception:  # a finder's own trouble: ask the next one
+            continue
     return False
 
 

@@ -141,8 +141,7 @@ def execute(request: bytes, functions: dict[bytes, Any]) -> bytes:
         ref_blob, blobs = pickle.loads(request)
         fn = functions.get(ref_blob)
         if fn is None:
-            ref: FunctionReference = pickle.loads(ref_blob)
-            fn = functions[ref_blob] = ref.resolve()
+            fn = functions[ref_blob] = _import_op(pickle.loads(ref_blob))
         kwargs = {}
         for name, blob in blobs.items():  # after resolving: their classes may live in its module
             try:
@@ -154,6 +153,14 @@ def execute(request: bytes, functions: dict[bytes, Any]) -> bytes:
         return pickle.dumps((_OK, _pickle_outputs(out)), PROTOCOL)
     except BaseException as exc:  # SystemExit too: it fails the execution, not the worker
         return _raised(exc)
+
+
+def _import_op(ref: FunctionReference) -> Any:
+    try:
+        return ref.resolve()
+    except Exception as exc:
+        raise ImportError(f"a worker process could not import the op {ref}: "
+                          f"{type(exc).__name__}: {exc}") from exc
 
 
 def _pickle_outputs(out: Any) -> bytes:

@@ -8,6 +8,7 @@ subprocess tests start a fresh interpreter each, about a second apiece.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import pathlib
@@ -53,6 +54,16 @@ def max_overlap(spans: list[tuple[float, float]]) -> int:
         open_now += step
         peak = max(peak, open_now)
     return peak
+
+
+async def warm_pool(workers: int) -> None:
+    """Start every worker of the pool first: a bound measured on a cold pool could be met
+    just because the workers were still starting."""
+    await Engine(fan_out(cpu_ops.nap, seconds=0.0), cpu_workers=workers).run(
+        {"values": list(range(workers))})
+    deadline = time.monotonic() + 30
+    while len(cpu_pool.shared_pool(workers).pids) < workers and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
 
 
 def wait_gone(pid: int, seconds: float = 10.0) -> bool:
@@ -101,6 +112,23 @@ def test_pool_is_reused_across_runs_and_engines_of_the_same_size() -> None:
     assert cpu_pool.shared_pool(1).pids == list(pids)
 
 
+def test_engines_on_different_threads_and_event_loops_share_one_pool() -> None:
+    graph = fan_out(cpu_ops.nap, seconds=0.02)
+    results: list[dict[str, Any]] = []
+
+    def run() -> None:
+        results.append(Engine(graph, cpu_workers=2).run_sync({"values": list(range(4))}))
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(results) == 3
+    assert all(len(r["pid"]) == 4 for r in results)
+    assert {pid for r in results for pid in r["pid"]} <= set(cpu_pool.shared_pool(2).pids)
+
+
 async def test_stream_emits_a_frame_per_cpu_execution() -> None:
     frames = [f async for f in Engine(fan_out(cpu_ops.whoami), cpu_workers=2).stream(
         {"values": [5, 6]})]
@@ -113,6 +141,8 @@ async def test_stream_emits_a_frame_per_cpu_execution() -> None:
 
 async def test_max_concurrent_bounds_executions_in_flight_and_the_pool_bounds_all() -> None:
     values = list(range(6))
+    await warm_pool(3)
+    await warm_pool(2)
     alone = await Engine(fan_out(cpu_ops.nap_alone, seconds=0.05), cpu_workers=3).run(
         {"values": values})
     pairs = await Engine(fan_out(cpu_ops.nap_in_pairs, seconds=0.05), cpu_workers=3).run(
@@ -131,6 +161,7 @@ async def test_max_concurrent_bounds_executions_in_flight_and_the_pool_bounds_al
 async def test_failure_cancels_pending_work_and_stops_running_workers(
         tmp_path: pathlib.Path) -> None:
     graph = fan_out(cpu_ops.first_fails_others_hang, markers=str(tmp_path))
+    await warm_pool(2)
     started = time.monotonic()
     with pytest.raises(OpError) as caught:
         async with asyncio.timeout(30):  # the sleeping items would take a minute
@@ -291,6 +322,40 @@ def test_op_of_an_interactive_main_is_a_build_error(how: str, tmp_path: pathlib.
     assert (f"{where}:3: @op(bound='cpu') 'crunch' cannot run in a worker process: it is "
             "defined in an interactive session (or `python -c`/stdin), which worker processes "
             "cannot import") in result.stderr
+
+
+def test_op_a_worker_cannot_import_is_an_op_error_naming_it(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "vanishing.py"
+    path.write_text(textwrap.dedent("""\
+        from operonx.core import END, PARENT, START, GraphOp, op
+
+        @op(bound="cpu")
+        def crunch(value: int) -> dict[str, int]:
+            return {"value": value}
+
+        with GraphOp(name="g") as graph:
+            work = crunch(value=PARENT["x"])
+            START >> work >> END
+        """))
+    spec = importlib.util.spec_from_file_location("_vanishing_graph", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # a private name, as `operonx run` loads graph files
+    try:
+        spec.loader.exec_module(module)
+        engine = Engine(module.graph, cpu_workers=1)
+        path.unlink()  # the worker can neither import it by name nor load its file
+        with pytest.raises(OpError, match=r"op 'crunch' raised ImportError: a worker process "
+                                          r"could not import the op _vanishing_graph\.crunch: "
+                                          r"FileNotFoundError"):
+            engine.run_sync({"x": 1})
+        # An Engine built now knows it at once, at the node's line.
+        with pytest.raises(GraphError, match=r"vanishing\.py:8: op 'crunch' is bound='cpu' but "
+                                             r"cannot run in a worker process: its module "
+                                             r"'_vanishing_graph' can neither be imported"):
+            Engine(module.graph, cpu_workers=1)
+    finally:
+        del sys.modules[spec.name]
 
 
 # -------------------------------------------------------------- pickling by reference
