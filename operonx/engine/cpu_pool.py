@@ -20,9 +20,17 @@ one core; worker processes can. The design, and why:
   work whose result nobody will read, and the interpreter never waits for it.
 * **Exit**: an ``atexit`` hook closes idle workers' connections (they exit on
   their own) and kills busy ones, then reaps them all — no zombies, no hang.
-  Workers also exit when the parent dies (their connection reaches EOF).
+  Workers also exit when the parent dies: their connection reaches EOF (at once
+  when idle, after the execution in hand when busy).
 * Each worker runs one execution at a time; per-op ``max_concurrent`` is the
   Engine's semaphore, as for async ops, and the pool bounds the total.
+* **Why not** ``concurrent.futures.ProcessPoolExecutor``: it cannot stop one running
+  call (a cancelled or timed-out op would keep its core, and its exit hook waits for
+  running calls, so the interpreter would hang at exit behind it); one dead worker
+  breaks the whole executor (every pending call of every run fails); and it pickles
+  arguments in a feeder thread, where an unpicklable one cannot be named. Here each
+  worker is a process and a pipe, a request is pickled on the caller's loop before it
+  is sent, and the caller awaits the pipe with ``add_reader``.
 """
 
 from __future__ import annotations
@@ -137,8 +145,11 @@ def _start_worker(context: multiprocessing.context.BaseContext) -> _Worker:
         target=worker_main, args=(child_end,), name="operonx-cpu-worker")
     try:
         process.start()
+    except BaseException:
+        parent_end.close()
+        raise
     finally:
-        child_end.close()
+        child_end.close()  # the worker has its own copy now
     worker = _Worker(process, parent_end)
     try:
         if not parent_end.poll(WORKER_START_TIMEOUT):

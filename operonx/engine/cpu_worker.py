@@ -14,7 +14,7 @@ the op raised. Everything that can go wrong on the way is named precisely:
 * every exception from a worker carries the worker's traceback as its
   ``__cause__`` (a :class:`RemoteTraceback`), as ``concurrent.futures`` does.
 
-This module is imported in every worker: it imports nothing heavy.
+Every worker imports this module: it needs only the standard library and the reference.
 """
 
 from __future__ import annotations
