@@ -121,7 +121,10 @@ def worker_main(conn: Connection) -> None:
     # cancels the run and stops the workers it no longer needs).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _mark_worker()
-    conn.send_bytes(READY)
+    try:
+        conn.send_bytes(READY)
+    except OSError:
+        return  # the parent gave up on us (it is exiting, or stopped waiting)
     functions: dict[bytes, Any] = {}
     while True:
         try:
@@ -131,7 +134,7 @@ def worker_main(conn: Connection) -> None:
         reply = execute(request, functions)
         try:
             conn.send_bytes(reply)
-        except (BrokenPipeError, OSError):
+        except OSError:
             return
 
 

@@ -443,6 +443,20 @@ def test_a_script_runs_cpu_ops_in_workers_and_exits_promptly_leaving_none(
         assert wait_gone(pid), f"worker {pid} outlived its interpreter"
 
 
+def test_a_script_that_runs_its_graph_when_imported_fails_saying_so_never_hangs(
+        tmp_path: pathlib.Path) -> None:
+    script = tmp_path / "unguarded.py"
+    script.write_text(SCRIPT.replace('if __name__ == "__main__":', "if True:"))
+    result = run_python([str(script), "finish"], tmp_path, timeout=60)
+    assert result.returncode == 1
+    # stderr also has the worker's own traceback (its import of the script ran the graph).
+    ours = [line for line in result.stderr.splitlines()
+            if line.startswith("operonx.errors.OpError: op 'work' at index (")
+            and "raised WorkerDied: a worker process failed to start (exit code 1" in line]
+    assert ours, result.stderr
+    assert 'belongs under `if __name__ == "__main__":`' in ours[0]
+
+
 def test_operonx_run_reaches_a_graph_file_loaded_under_a_private_name(
         tmp_path: pathlib.Path) -> None:
     (tmp_path / "helper.py").write_text("def triple(x: int) -> int:\n    return 3 * x\n")
