@@ -346,7 +346,13 @@ class Op:
         Checked when the op is used in a graph, once the module has bound the name
         (at ``@op`` time it is not bound yet).
         """
-        ref = reference.reference_to(self.fn)  # reachable: checked at @op time
+        try:
+            ref = reference.reference_to(self.fn)  # as at @op time, unless its file vanished
+        except reference.Unreachable as exc:
+            loc = user_loc()
+            raise GraphError(f"op {self.definition.name!r} is bound='cpu' but cannot run in a "
+                             f"worker process: {exc.reason}", loc.file, loc.line,
+                             exc.hint) from None
         problem = reference.binding_problem(ref, self, self.fn)
         if problem is not None:
             loc = user_loc()

@@ -75,10 +75,9 @@ def reference_to(fn: Callable[..., Any]) -> FunctionReference:
                           "define it in a module that is imported normally")
     file = _source_file(module)
     if module_name == "__main__":
-        if not _main_is_importable(module, fn):
-            raise Unreachable("it is defined in an interactive session (or `python -c`/stdin), "
-                              "which worker processes cannot import",
-                              "move it into a .py file and import it, or run a script")
+        problem = _main_problem(module, fn)
+        if problem is not None:
+            raise Unreachable(problem, "move it into a module of its own and import it")
     elif file is None and not _importable_by_name(module_name):
         raise Unreachable(f"its module {module_name!r} can neither be imported by name nor "
                           "loaded from a source file", "define it in a .py file")
@@ -125,26 +124,30 @@ def _source_file(module: types.ModuleType) -> str | None:
     return None
 
 
-def _main_is_importable(main: types.ModuleType, fn: Callable[..., Any]) -> bool:
-    """Whether multiprocessing re-imports the ``__main__`` that defines ``fn`` in its children.
+def _main_problem(main: types.ModuleType, fn: Callable[..., Any]) -> str | None:
+    """Why worker processes cannot import the ``__main__`` that defines ``fn``, if they cannot.
 
-    A script (``python graph.py``) is re-imported from its path and a module run
-    with ``-m`` by its name — as ``__mp_main__``, so its ``if __name__ ==
-    "__main__":`` block does not run again — but a package's ``__main__.py``,
-    an interactive session or notebook, ``python -c`` and stdin are not.
+    multiprocessing re-imports a script (``python graph.py``) from its path and a
+    module run with ``-m`` by its name, as ``__mp_main__`` (so its ``if __name__ ==
+    "__main__":`` block does not run again); it does not re-import a package's
+    ``__main__.py``, an interactive session or notebook, ``python -c`` or stdin.
     """
     spec_name = getattr(getattr(main, "__spec__", None), "name", None)
     if isinstance(spec_name, str) and (spec_name == "__main__"
                                        or spec_name.endswith(".__main__")):
-        return False
+        return ("it is defined in a package's __main__.py, which worker processes do not "
+                "import")
+    interactive = ("it is defined in an interactive session, a notebook, `python -c` or "
+                   "stdin, which worker processes cannot import")
     main_file = _source_file(main)
     code = getattr(fn, "__code__", None)
     if main_file is None or code is None:
-        return False
-    # A notebook's cells are not in the file that started the kernel.
+        return interactive
+    # A notebook's cells are not in the file that started its kernel.
     with contextlib.suppress(OSError):
-        return os.path.samefile(code.co_filename, main_file)
-    return False
+        if os.path.samefile(code.co_filename, main_file):
+            return None
+    return interactive
 
 
 def _importable_by_name(name: str) -> bool:

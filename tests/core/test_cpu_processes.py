@@ -320,8 +320,9 @@ def test_op_of_an_interactive_main_is_a_build_error(how: str, tmp_path: pathlib.
     assert result.returncode == 1
     where = "<string>" if how == "-c" else "<stdin>"
     assert (f"{where}:3: @op(bound='cpu') 'crunch' cannot run in a worker process: it is "
-            "defined in an interactive session (or `python -c`/stdin), which worker processes "
-            "cannot import") in result.stderr
+            "defined in an interactive session, a notebook, `python -c` or stdin, which worker "
+            "processes cannot import") in result.stderr
+    assert "hint: move it into a module of its own and import it" in result.stderr
 
 
 def test_op_a_worker_cannot_import_is_an_op_error_naming_it(tmp_path: pathlib.Path) -> None:
