@@ -458,6 +458,31 @@ def test_a_script_that_runs_its_graph_when_imported_fails_saying_so_never_hangs(
     assert 'belongs under `if __name__ == "__main__":`' in ours[0]
 
 
+def test_a_graph_file_that_runs_a_graph_when_imported_never_nests_pools(
+        tmp_path: pathlib.Path) -> None:
+    # `operonx run` loads graph.py; a worker loads it again to find the op, and the
+    # unguarded run at its end would start a pool inside the worker, whose workers would
+    # load graph.py again... The worker refuses instead, and the parent says why.
+    (tmp_path / "graph.py").write_text(textwrap.dedent("""\
+        from operonx.core import END, PARENT, START, Engine, GraphOp, op
+
+        @op(bound="cpu")
+        def work(value: int) -> dict[str, int]:
+            return {"value": value}
+
+        with GraphOp(name="g") as graph:
+            w = work(value=PARENT["x"])
+            START >> w >> END
+
+        Engine(graph, cpu_workers=1).run_sync({"x": 1})
+        """))
+    result = run_python(["-m", "operonx", "run", "graph.py", "--inputs", '{"x": 2}'], tmp_path)
+    assert result.returncode == 1
+    assert "could not import the op" in result.stderr
+    assert ("a graph with bound='cpu' ops ran inside a worker process of another "
+            "bound='cpu' op") in result.stderr
+
+
 def test_operonx_run_reaches_a_graph_file_loaded_under_a_private_name(
         tmp_path: pathlib.Path) -> None:
     (tmp_path / "helper.py").write_text("def triple(x: int) -> int:\n    return 3 * x\n")
