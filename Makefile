@@ -36,6 +36,7 @@ test: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) bench/run.py $(BENCH_ARGS)
+	$(PY) bench/cpu_bench.py $(BENCH_ARGS)
 
 # The Ray target: per-task cost and a CPU-bound fan-out on a private local cluster (bench/ray).
 bench-ray: $(VENV)/.installed-dev

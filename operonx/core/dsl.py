@@ -13,11 +13,13 @@ import contextvars
 import functools
 import keyword
 import os
+import pickle
 import sys
 import types
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, overload
 
+from operonx.core import reference
 from operonx.core.conditions import Comparable, Cond
 from operonx.errors import GraphError
 from operonx.ir import introspect
@@ -368,8 +370,15 @@ class Op:
         if bound not in (None, "cpu"):
             raise GraphError(f"@op(bound={bound!r}): the only bound is 'cpu'", loc.file, loc.line)
         if bound == "cpu" and kind is not OpKind.SYNC:
-            raise GraphError(f"@op(bound='cpu') runs a plain def in a thread pool; "
+            raise GraphError(f"@op(bound='cpu') runs a plain def in a worker process; "
                              f"{fn.__name__!r} is {kind.value}", loc.file, loc.line)
+        if bound == "cpu":
+            try:  # a worker process must be able to import it (SPEC §10): say so now
+                reference.reference_to(fn)
+            except reference.Unreachable as exc:
+                raise GraphError(f"@op(bound='cpu') {getattr(fn, '__name__', fn)!r} cannot run "
+                                 f"in a worker process: {exc.reason}", loc.file, loc.line,
+                                 exc.hint) from None
         if max_concurrent is not None and (not isinstance(max_concurrent, int)
                                            or max_concurrent < 1):
             raise GraphError(f"@op(max_concurrent={max_concurrent!r}) must be a positive int",
@@ -398,7 +407,43 @@ class Op:
         block = _current_block()
         if block is None:
             return self.fn(*args, **kwargs)
+        if self.definition.bound == "cpu":
+            self._check_importable_by_workers()
         return block._add_op(self.definition, args, kwargs)
+
+    def _check_importable_by_workers(self) -> None:
+        """A worker process finds a ``bound="cpu"`` op by its module-level name: is it there?
+
+        Checked when the op is used in a graph, once the module has bound the name
+        (at ``@op`` time it is not bound yet).
+        """
+        try:
+            ref = reference.reference_to(self.fn)  # as at @op time, unless its file vanished
+        except reference.Unreachable as exc:
+            loc = user_loc()
+            raise GraphError(f"op {self.definition.name!r} is bound='cpu' but cannot run in a "
+                             f"worker process: {exc.reason}", loc.file, loc.line,
+                             exc.hint) from None
+        problem = reference.binding_problem(ref, self, self.fn)
+        if problem is not None:
+            loc = user_loc()
+            raise GraphError(f"op {self.definition.name!r} is bound='cpu', so worker processes "
+                             f"import it by its module-level name, but {problem}",
+                             loc.file, loc.line,
+                             f"define it with @op at module level as {ref.qualname!r} and do "
+                             "not rebind that name")
+
+    def __reduce__(self) -> tuple[Callable[..., Any], tuple[str, str, str | None]]:
+        """Pickle by reference: another process imports the module and finds the op by name."""
+        try:
+            ref = reference.reference_to(self.fn)
+        except reference.Unreachable as exc:
+            raise pickle.PicklingError(f"cannot pickle op {self.definition.name!r}: "
+                                       f"{exc.reason}") from None
+        problem = reference.binding_problem(ref, self, self.fn)
+        if problem is not None:
+            raise pickle.PicklingError(f"cannot pickle op {self.definition.name!r}: {problem}")
+        return reference.resolve_reference, (ref.module, ref.qualname, ref.file)
 
     def __repr__(self) -> str:
         return f"<op {self.definition.name}>"

@@ -35,11 +35,14 @@ class Engine:
     regions) is prepared here, so a run only executes it. An Engine holds no
     per-run state and may run concurrently with itself; the caches of
     ``@op(cache=...)`` nodes (SPEC §9) live as long as it does.
+
+    ``cpu_workers``: how many worker processes ``bound="cpu"`` ops run in (default:
+    one per usable core); started on first use, shared by Engines of the same size.
     """
 
     @gc_paused()  # the program is long-lived objects only: see operonx.gcpause
     def __init__(self, graph: Any, *, tracers: Sequence[Tracer] = (),
-                 on_error: OnError = "raise") -> None:
+                 on_error: OnError = "raise", cpu_workers: int | None = None) -> None:
         self.graph = _graph_of(graph)
         if self.graph.nested:
             loc = self.graph.loc
@@ -47,9 +50,15 @@ class Engine:
                              "top-level graph", loc.file, loc.line)
         if on_error not in ("raise", "collect"):
             raise ValueError(f"on_error must be 'raise' or 'collect', not {on_error!r}")
+        if cpu_workers is not None and (not isinstance(cpu_workers, int)
+                                        or isinstance(cpu_workers, bool) or cpu_workers < 1):
+            raise ValueError(f"cpu_workers must be a positive int, not {cpu_workers!r}")
         self.tracers = tuple(tracers)
         self.on_error: OnError = on_error
-        self._program = Program()
+        # bound="cpu" ops run in the process-wide pool of this many workers, shared with
+        # every Engine that asks for as many (operonx.engine.cpu_pool).
+        self._program = Program(cpu_workers)
+        self.cpu_workers = self._program.cpu_workers
         if self.graph.kind == "loop":
             self._scope = ScopeProgram(wrap_top_level_loop(self.graph), self._program, "",
                                        transparent=True)

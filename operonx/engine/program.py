@@ -10,12 +10,12 @@ this module only executes it.
 from __future__ import annotations
 
 import asyncio
-import functools
 import itertools
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from operonx.engine import cpu_pool
 from operonx.engine.fanout import FanOut
 from operonx.engine.gates import FAIL, RUN, Gate, ScopeGates
 from operonx.engine.policies import Exhausted, NodePolicy, stepper
@@ -56,11 +56,15 @@ class _Skip(Exception):
 
 
 class Program:
-    """Counters shared while building: semaphore slots and collect-buffer ids."""
+    """Counters shared while building: semaphore slots and collect-buffer ids.
 
-    def __init__(self) -> None:
+    ``cpu_workers``: the size of the process pool ``bound="cpu"`` ops run in.
+    """
+
+    def __init__(self, cpu_workers: int | None = None) -> None:
         self.semaphore_sizes: list[int] = []
         self._next_buffer = 0
+        self.cpu_workers = cpu_workers or cpu_pool.default_workers()
 
     def semaphore(self, size: int) -> int:
         self.semaphore_sizes.append(size)
@@ -249,6 +253,10 @@ class NodeProgram:
         # (operonx.engine.fanout). Anything that wraps the call (a policy) clears this flag.
         self.plain_await = op is not None and op.kind is OpKind.ASYNC and op.bound is None \
             and self.policy is None
+        # A bound="cpu" op runs in a worker process (operonx.engine.cpu_pool).
+        self.cpu: cpu_pool.CpuOp | None = None
+        if op is not None and op.bound == "cpu":
+            self.cpu = cpu_pool.CpuOp(op.fn, program.cpu_workers, node.name, node.loc)
         self.semaphore: int | None = None
         if op is not None and (self.awaited or op.kind is OpKind.ASYNCGEN):
             self.semaphore = program.semaphore(node.max_concurrent)
@@ -508,9 +516,8 @@ class NodeProgram:
         """One attempt of an awaited op: the call itself, no failure handling."""
         op = self.node.op
         assert op is not None
-        if op.bound == "cpu":
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(None, functools.partial(self.fn, **kwargs))
+        if self.cpu is not None:
+            return await self.cpu(kwargs)  # cancelling this stops the worker running it
         if op.kind is OpKind.ASYNC:
             return await self.fn(**kwargs)
         return self.fn(**kwargs)  # a sync op whose retries wait (with asyncio.sleep)

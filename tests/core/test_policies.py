@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import pathlib
 import sys
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -97,24 +97,26 @@ async def test_timeout_cancels_the_execution_and_fails_with_timeout_error() -> N
     assert cancelled == [7]
 
 
-def test_timeout_on_a_cpu_bound_op() -> None:
-    release = threading.Event()
+def test_timeout_on_a_cpu_bound_op_kills_its_worker(tmp_path: pathlib.Path) -> None:
+    from tests.core.cpu_ops import crunch_too_long
 
-    @op(bound="cpu", timeout=0.05)
-    def crunch(value: int) -> dict[str, int]:
-        release.wait(5)  # a thread cannot be interrupted: it is abandoned, then released
-        return {"result": value}
-
-    # run_sync waits for the thread pool when it closes its loop: let the thread go later.
-    timer = threading.Timer(0.3, release.set)
-    timer.start()
-    try:
-        with pytest.raises(OpError) as info:
-            Engine(single(crunch), on_error="raise").run_sync({"value": 1})
-    finally:
-        release.set()
-        timer.cancel()
+    pid_file = tmp_path / "pid"
+    with GraphOp(name="g") as graph:
+        node = crunch_too_long(value=PARENT["value"], pid_file=str(pid_file))
+        START >> node >> END
+    with pytest.raises(OpError) as info:
+        Engine(graph).run_sync({"value": 1})
     assert isinstance(info.value.__cause__, TimeoutError)
+    assert info.value.op_name == "crunch_too_long"
+    pid = int(pid_file.read_text())
+    for _ in range(200):  # the worker is killed at the deadline, not left to finish its minute
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"worker {pid} still runs after its op timed out")
 
 
 async def test_a_timeout_the_op_raises_itself_is_passed_through() -> None:

@@ -1,0 +1,217 @@
+"""One ``bound="cpu"`` execution in a worker process, and the messages that carry it.
+
+The parent (:mod:`operonx.engine.cpu_pool`) sends a *request*: the op's
+:class:`~operonx.core.reference.FunctionReference` and each argument pickled on
+its own; the worker sends back a *reply*: the pickled outputs, or the exception
+the op raised. Everything that can go wrong on the way is named precisely:
+
+* an argument that cannot be pickled: :class:`pickle.PicklingError` naming it
+  (raised in the parent, before anything is sent);
+* an argument that cannot be unpickled in the worker, or an output that cannot be
+  pickled there: the same, naming the argument or the output key;
+* an exception that cannot travel back: a stand-in of the same type *name* and
+  message (a :class:`WorkerException`), so the ``OpError`` reads as it would have;
+* every exception from a worker carries the worker's traceback as its
+  ``__cause__`` (a :class:`RemoteTraceback`), as ``concurrent.futures`` does.
+
+Every worker imports this module: it needs only the standard library and the reference.
+"""
+
+from __future__ import annotations
+
+import pickle
+import signal
+import traceback
+from multiprocessing.connection import Connection
+from typing import Any
+
+from operonx.core.reference import FunctionReference
+
+PROTOCOL = pickle.HIGHEST_PROTOCOL
+READY = b"ready"  # a worker's first message: it has started and can take requests
+
+_OK, _RAISED = 0, 1
+
+
+class RemoteTraceback(Exception):
+    """The traceback of an exception raised in a worker process (its ``__cause__``)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        super().__init__(text)
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.text}"""'
+
+
+class WorkerException(Exception):
+    """Stands in for an exception that could not be pickled back from a worker process.
+
+    Each stand-in class is named after the original (``type(exc).__name__`` is
+    the original's name), so messages and ``$errors`` read as they would have;
+    ``original_type`` is its ``module.qualname`` and the worker's traceback is the
+    ``__cause__``.
+    """
+
+    original_type = "builtins.Exception"
+
+
+_stand_ins: dict[tuple[str, str], type[WorkerException]] = {}
+
+
+def stand_in(module: str, qualname: str, message: str) -> WorkerException:
+    key = (module, qualname)
+    cls = _stand_ins.get(key)
+    if cls is None:
+        name = qualname.rsplit(".", 1)[-1]
+        cls = type(name, (WorkerException,), {"original_type": f"{module}.{qualname}",
+                                              "__module__": module, "__qualname__": qualname})
+        _stand_ins[key] = cls
+    return cls(message)
+
+
+# ------------------------------------------------------------------- the parent side
+
+
+def encode_request(ref_blob: bytes, kwargs: dict[str, Any]) -> bytes:
+    """The request for one execution; PicklingError naming an argument that cannot be sent."""
+    blobs: dict[str, bytes] = {}
+    for name, value in kwargs.items():
+        try:
+            blobs[name] = pickle.dumps(value, PROTOCOL)
+        except Exception as exc:
+            raise _transfer_error(f"argument {name!r} ({type(value).__name__}) cannot be "
+                                  "pickled to send it to a worker process", exc) from exc
+    return pickle.dumps((ref_blob, blobs), PROTOCOL)
+
+
+def decode_reply(reply: bytes) -> Any:
+    """The op's return value, or raise what it raised (with the worker's traceback as cause)."""
+    tag, *rest = pickle.loads(reply)
+    if tag == _OK:
+        try:
+            return pickle.loads(rest[0])
+        except Exception as exc:
+            raise _transfer_error("its outputs came back from the worker process but cannot be "
+                                  "unpickled here", exc) from exc
+    blob, module, qualname, message, text = rest
+    error = _unpickle_exception(blob) if blob is not None else None
+    if error is None:
+        error = stand_in(module, qualname, message)
+    error.__cause__ = RemoteTraceback(text)
+    raise error
+
+
+def _unpickle_exception(blob: bytes) -> Exception | None:
+    """The exception itself; None for one that cannot be unpickled or is no ``Exception``
+    (``SystemExit`` in an op fails that execution, it does not exit the parent)."""
+    try:
+        raised = pickle.loads(blob)
+    except Exception:
+        return None
+    return raised if isinstance(raised, Exception) else None
+
+
+# ------------------------------------------------------------------- the worker side
+
+
+def worker_main(conn: Connection) -> None:
+    """A worker process: answer requests until the parent closes the connection."""
+    # Ctrl-C reaches the whole process group; the parent decides what stops (it
+    # cancels the run and stops the workers it no longer needs).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _mark_worker()
+    try:
+        conn.send_bytes(READY)
+    except OSError:
+        return  # the parent gave up on us (it is exiting, or stopped waiting)
+    functions: dict[bytes, Any] = {}
+    while True:
+        try:
+            request = conn.recv_bytes()
+        except (EOFError, OSError):
+            return  # the parent is gone or shut the pool down
+        reply = execute(request, functions)
+        try:
+            conn.send_bytes(reply)
+        except OSError:
+            return
+
+
+def execute(request: bytes, functions: dict[bytes, Any]) -> bytes:
+    """Run one request; the reply never fails to pickle."""
+    try:
+        ref_blob, blobs = pickle.loads(request)
+        fn = functions.get(ref_blob)
+        if fn is None:
+            fn = functions[ref_blob] = _import_op(pickle.loads(ref_blob))
+        kwargs = {}
+        for name, blob in blobs.items():  # after resolving: their classes may live in its module
+            try:
+                kwargs[name] = pickle.loads(blob)
+            except Exception as exc:
+                raise _transfer_error(f"argument {name!r} cannot be unpickled in the worker "
+                                      "process", exc) from exc
+        out = fn(**kwargs)
+        return pickle.dumps((_OK, _pickle_outputs(out)), PROTOCOL)
+    except BaseException as exc:  # SystemExit too: it fails the execution, not the worker
+        return _raised(exc)
+
+
+def _import_op(ref: FunctionReference) -> Any:
+    try:
+        return ref.resolve()
+    except Exception as exc:
+        raise ImportError(f"a worker process could not import the op {ref}: "
+                          f"{type(exc).__name__}: {exc}") from exc
+
+
+def _pickle_outputs(out: Any) -> bytes:
+    try:
+        return pickle.dumps(out, PROTOCOL)
+    except Exception as exc:
+        what = f"its return value ({type(out).__name__})"
+        if isinstance(out, dict):
+            for key, value in out.items():
+                try:
+                    pickle.dumps(value, PROTOCOL)
+                except Exception:
+                    what = f"output {key!r} ({type(value).__name__})"
+                    break
+        raise _transfer_error(f"{what} cannot be pickled to send it back from the worker "
+                              "process", exc) from exc
+
+
+def _raised(exc: BaseException) -> bytes:
+    """The reply for an execution that raised: the exception, and its name and message in
+    case it cannot be rebuilt in the parent."""
+    text = "".join(traceback.format_exception(exc))
+    blob: bytes | None
+    try:
+        blob = pickle.dumps(exc, PROTOCOL)
+        pickle.loads(blob)  # what the parent will do: many exceptions fail only here
+    except Exception:
+        blob = None
+    cls = type(exc)
+    return pickle.dumps((_RAISED, blob, cls.__module__, cls.__qualname__, str(exc), text),
+                        PROTOCOL)
+
+
+def _transfer_error(what: str, exc: Exception) -> pickle.PicklingError:
+    return pickle.PicklingError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+# ------------------------------------------------------------- am I a worker process?
+
+_IN_WORKER = False
+
+
+def _mark_worker() -> None:
+    global _IN_WORKER
+    _IN_WORKER = True
+
+
+def in_worker() -> bool:
+    """True in a worker process (where a graph that runs cpu ops means a missing guard)."""
+    return _IN_WORKER
+
