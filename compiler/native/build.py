@@ -112,17 +112,25 @@ def build_native(out_path: str, *, opt_level: str = "3") -> NativeBuild:
     no extension of ``out_path`` is left (an old one would shadow the new ``out.py``).
     ``opt_level``: the C compiler's optimisation level (mypyc's default, ``3``).
     """
-    remove_native(out_path)
-    name = os.path.splitext(os.path.basename(out_path))[0]
-    if not name.isidentifier() or keyword.iskeyword(name):
-        raise NativeBuildError(
-            f"--native: {name!r} is not a module name Python can import, so no extension "
-            "can stand in for it", out_path,
-            hint="name the output as an identifier, e.g. -o my_graph.py")
-    source = _read(out_path)
-    missing = missing_toolchain()
-    if missing is not None:
-        raise NativeBuildError(f"--native: {missing}", out_path)
+    try:
+        remove_native(out_path)
+        name = os.path.splitext(os.path.basename(out_path))[0]
+        if not name.isidentifier() or keyword.iskeyword(name):
+            raise NativeBuildError(
+                f"--native: {name!r} is not a module name Python can import, so no "
+                "extension can stand in for it", out_path,
+                hint="name the output as an identifier, e.g. -o my_graph.py")
+        source = _read(out_path)
+        missing = missing_toolchain()
+        if missing is not None:
+            raise NativeBuildError(f"--native: {missing}", out_path)
+        return _build(out_path, name, source, opt_level)
+    except OSError as exc:  # a full disk, a permission: the system's, said as such
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise NativeBuildError(f"--native: {exc.strerror or exc}{where}", out_path) from exc
+
+
+def _build(out_path: str, name: str, source: str, opt_level: str) -> NativeBuild:
     filename = f"{name}.py"
     refused: dict[str, tuple[str, ...]] = {}
     with tempfile.TemporaryDirectory(prefix="operonx-native-") as build_dir:
