@@ -15,8 +15,10 @@ import asyncio
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
+import tempfile
 import traceback
 import types
 from collections.abc import Iterator
@@ -28,7 +30,13 @@ from typing import Any
 import pytest
 
 from compiler import compile_file
-from compiler.native import NativeBuild, build_native, extension_path, missing_toolchain
+from compiler.native import (
+    NativeBuild,
+    NativeBuildError,
+    build_native,
+    extension_path,
+    missing_toolchain,
+)
 from tests.compiler.helpers import (
     compiled_stream,
     engine_stream,
@@ -37,7 +45,7 @@ from tests.compiler.helpers import (
     outcome,
 )
 from tests.compiler.projects import engine_graph
-from tests.golden.cases import CASES, REPO
+from tests.golden.cases import CASES, REPO, golden_path
 
 pytestmark = pytest.mark.skipif(missing_toolchain() is not None,
                                 reason=f"no native build here: {missing_toolchain()}")
@@ -310,3 +318,29 @@ def test_cpython_parts_carry_out_py_lines(built: dict[str, Built]) -> None:
     code = case.native.checked.__code__  # a copied function mypyc refused
     assert code.co_filename == case.out_py.name
     assert lines[code.co_firstlineno - 1].startswith("def checked(")
+
+
+def test_a_module_mypyc_refuses_fails_cleanly(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """An error in the generated code (here an ``except*`` added by hand): the build fails
+    with mypyc's message at out.py's line, and leaves no extension and no build files."""
+    source = Path(golden_path(CASES[0], "O2")).read_text()
+    marker = "def _scope_inputs(inputs: Mapping[str, Any]) -> Mapping[str, Any]:\n"
+    line = source[:source.index(marker)].count("\n") + 1
+    out = tmp_path / "edited.py"
+    out.write_text(source.replace(marker, marker + "    try:\n        pass\n"
+                                  "    except* ValueError:\n        pass\n"))
+    Path(extension_path(str(out))).write_bytes(b"an extension of an older edited.py")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    with pytest.raises(NativeBuildError) as info:
+        build_native(str(out), opt_level="0")
+    message = str(info.value)
+    assert message.startswith(f"{out}: error: --native: mypyc could not compile {out}:")
+    where = re.search(r"edited\.py:(\d+): error: Exception groups and except\* cannot be "
+                      r"compiled yet", message)
+    assert where is not None and line < int(where.group(1)) <= line + 3, message
+    assert info.value.exit_code == 3
+    assert sorted(os.listdir(tmp_path)) == ["edited.py", "tmp"]
+    assert os.listdir(scratch) == []
