@@ -245,15 +245,17 @@ def _runtime_imports(statements: list[ast.stmt]) -> str:
 
 def _erased(node: ast.stmt, private: frozenset[str]) -> list[_Edit]:
     """The edits that leave no precise type in the top-level statement ``node``."""
-    eraser = _Eraser(private, _internal_scalars(node))
+    eraser = _Eraser(private, _internal_scalars(node), _containers(node))
     eraser.visit(node)
     return eraser.edits
 
 
 class _Eraser(ast.NodeVisitor):
-    def __init__(self, private: frozenset[str], scalars: frozenset[str]) -> None:
+    def __init__(self, private: frozenset[str], scalars: frozenset[str],
+                 containers: dict[str, str]) -> None:
         self.private = private
         self.scalars = scalars
+        self.containers = containers
         self.edits: list[_Edit] = []
 
     def replace(self, node: ast.expr, text: str) -> None:
@@ -277,7 +279,11 @@ class _Eraser(ast.NodeVisitor):
         self.erase(node.annotation)
 
     def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
-        self.erase(node.annotation)
+        target = node.target
+        if isinstance(target, ast.Name) and target.id in self.containers:
+            self.replace(node.annotation, self.containers[target.id])
+        else:
+            self.erase(node.annotation)
         if node.value is not None:
             self.visit(node.value)
 
@@ -289,7 +295,7 @@ class _Eraser(ast.NodeVisitor):
 
     def function(self, node: Function) -> None:
         self.erase(node.returns, is_return=True)
-        self.edits += _declarations(node, self.scalars)
+        self.edits += _declarations(node, self.scalars, self.containers)
         for child in [*node.decorator_list, node.args, *node.body]:
             self.visit(child)
 
@@ -321,11 +327,13 @@ def _any_of(annotation: ast.expr) -> str:
     return "Any"
 
 
-def _declarations(function: Function, scalars: frozenset[str]) -> list[_Edit]:
+def _declarations(function: Function, scalars: frozenset[str],
+                  containers: dict[str, str]) -> list[_Edit]:
     """``: Any`` on the first ``=`` assignment of each of ``function``'s variables but
-    the ``scalars``. A name bound otherwise (a parameter, ``for``, ``with``, ``except``)
-    keeps the type its binder gives it: one that holds a user's value gets it from an
-    ``Any`` (what it iterates, enters or calls is untyped now)."""
+    the ``scalars`` (``: list[Any]`` and the like for the ``containers``). A name bound
+    otherwise (a parameter, ``for``, ``with``, ``except``) keeps the type its binder
+    gives it: one that holds a user's value gets it from an ``Any`` (what it iterates,
+    enters or calls is untyped now)."""
     own = _own_nodes(function)
     args = function.args
     known = set(scalars) | {a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs,
@@ -349,8 +357,9 @@ def _declarations(function: Function, scalars: frozenset[str]) -> list[_Edit]:
             if target.id not in known:  # x = ... -> x: Any = ...
                 known.add(target.id)
                 assert target.end_col_offset is not None
+                text = f": {containers.get(target.id, 'Any')}"
                 edits.append(_Edit(target.lineno, target.end_col_offset, target.lineno,
-                                   target.end_col_offset, ": Any"))
+                                   target.end_col_offset, text))
             continue
         new = list(dict.fromkeys(name for t in node.targets for name in _stored(t)
                                  if name not in known))
@@ -391,6 +400,30 @@ def _internal_scalars(root: ast.AST) -> frozenset[str]:
                 del kinds[name]
                 changed = True
     return frozenset(kinds)
+
+
+_DISPLAYS = {ast.List: "list[Any]", ast.ListComp: "list[Any]", ast.Dict: "dict[Any, Any]",
+             ast.DictComp: "dict[Any, Any]", ast.Set: "set[Any]", ast.SetComp: "set[Any]"}
+
+
+def _containers(root: ast.AST) -> dict[str, str]:
+    """The variables in ``root`` that only ever hold a list (dict, set) the code makes
+    itself: each assignment to the name, anywhere in ``root``, is a display or a
+    comprehension of that kind (``result_all = []``). Their type is ``list[Any]``: mypyc
+    appends to them directly, and their items stay ``Any``."""
+    values: dict[str, list[str | None]] = collections.defaultdict(list)
+    for node in ast.walk(root):
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                kind = _DISPLAYS.get(type(node.value)) if isinstance(target, ast.Name) else None
+                for name in _stored(target):
+                    values[name].append(kind)
+        elif not isinstance(node, ast.AugAssign):  # x += [...] keeps x a list
+            for name in _other_bindings(node):
+                values[name].append(None)
+    return {name: kinds[0] for name, kinds in values.items()
+            if kinds and kinds[0] is not None and len(set(kinds)) == 1}
 
 
 def _other_bindings(node: ast.AST) -> list[str]:
