@@ -15,23 +15,26 @@ from pathlib import Path
 import pytest
 
 from compiler.native import extension_path, missing_toolchain
-from tests.cli.helpers import diagnostic, run_cli, run_process
+from tests.cli.helpers import FIXTURES, diagnostic, run_cli, run_process
 
 INPUTS = '{"numbers": [1, 2, 3]}'
 
 
 def files(directory: Path) -> list[str]:
     """What is in ``directory`` besides the fixture graphs (a leftover would show here)."""
+    fixtures = {p.name.removesuffix(".txt") for p in FIXTURES.iterdir()}
     return sorted(p.name for p in directory.iterdir()
-                  if p.name.startswith(("out", ".out", "my")) or "native" in p.name)
+                  if p.name not in fixtures and p.name != "__pycache__")
 
 
 @pytest.mark.skipif(missing_toolchain() is not None, reason=f"no C toolchain: "
                                                             f"{missing_toolchain()}")
 def test_native_build_is_what_import_loads(workdir: Path) -> None:
-    result = run_cli("compile", "good.py", "-o", "out.py", "--native")
+    result = run_cli("compile", "native_graph.py", "-o", "out.py", "--native")
     assert result.exit_code == 0, result.stderr
-    assert result.stderr == ""
+    assert result.stderr == ("note: mypyc could not compile double(), which runs as CPython "
+                             "code inside the extension: break inside try/finally block is "
+                             "unimplemented\n")
     extension = os.path.basename(extension_path("out.py"))
     assert files(workdir) == sorted(["out.py", extension])
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
