@@ -11,12 +11,16 @@ native module's tracebacks and mypyc's errors point at ``out.py``'s lines):
 * **No precise type.** Every annotation becomes ``Any`` (``NotRequired[Any]`` for a
   ``NotRequired`` key), as does every ``cast``'s type, and the first assignment of each
   variable in a function is annotated ``Any`` (mypy would otherwise infer ``int`` from a
-  loop state's ``0`` and mypyc would convert what an op later puts there). Kept: a
-  ``None``/``NoReturn`` return (no value), an annotation naming one of the module's
-  private classes (``rt: _Run``: only the module makes them, and mypyc then calls their
-  methods directly), and the counters and flags the module computes from constants
-  alone (:func:`_internal_scalars`: machine integers). mypyc compiles the control flow —
-  calls, branches, loops, ``try``, locals — and never checks or converts a value.
+  loop state's ``0`` and mypyc would convert what an op later puts there). Kept, as no
+  user's value can reach them: a ``None``/``NoReturn`` return, an annotation naming one
+  of the module's private classes (``rt: _Run``: only the module makes them; mypyc then
+  calls their methods directly), the counters and flags computed from constants alone
+  (:func:`_internal_scalars`: machine integers) and the lists, dicts and sets the code
+  makes itself (:func:`_containers`: ``list[Any]``, appended to directly). mypyc
+  compiles the control flow — calls, branches, loops, ``try``, locals — and never checks
+  or converts a value. The copied op functions are compiled so too: called from compiled
+  code, an interpreted function costs more than CPython's own Python-to-Python call, and
+  a build that left them interpreted was no faster than ``out.py``.
 * **Pure parts.** What mypyc must not compile runs as the very code ``out.py`` holds,
   byte-compiled by CPython when the extension is imported (``exec`` of that text, under
   ``out.py``'s name and at its line numbers, in the module's own namespace); the names
