@@ -9,6 +9,10 @@ small graph untimed, so the compiler's own imports are not counted.  Falls back
 to ``python -m operonx compile`` (timed from outside, interpreter start
 included) when that API is missing.  The time to import the graph file (the DSL
 building and validating its IR) is reported on its own as ``build_ns``.
+
+``"native": true`` then builds the module's C extension (``operonx compile --native``,
+``compiler.build_native``) and reports its path as ``extension`` and the build's time as
+``native_build_ns``; a build that cannot be made is an error (its message).
 """
 
 from __future__ import annotations
@@ -53,8 +57,18 @@ def compile_api(spec: dict[str, Any]) -> dict[str, Any]:
         source = result.source
     with open(spec["out"], "w", encoding="utf-8") as fh:
         fh.write(source)
-    return {"ok": True, "api": True, "samples_ns": samples, "bytes": len(source.encode()),
-            "lines": source.count("\n"), "build_ns": build_time(spec["graph"])}
+    out = {"ok": True, "api": True, "samples_ns": samples, "bytes": len(source.encode()),
+           "lines": source.count("\n"), "build_ns": build_time(spec["graph"])}
+    if spec.get("native"):
+        from compiler import CompileError, build_native
+
+        t0 = time.perf_counter_ns()
+        try:
+            out["extension"] = build_native(spec["out"]).path
+        except CompileError as exc:
+            return {"ok": False, "api": True, "error": exc.message.splitlines()[0][:400]}
+        out["native_build_ns"] = time.perf_counter_ns() - t0
+    return out
 
 
 def compile_cli(spec: dict[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,9 @@ warms another's caches):
 * ``pypi`` — ``operonx==1.35.0`` from PyPI, in ``bench/.venv-pypi`` (created on
   first use; it has our import name, so it never shares a process with ours);
 * ``engine`` — ``operonx.core.Engine`` on bench/graphs/<case>.py, on uvloop;
-* ``compiled_O0`` / ``compiled_O2`` — the module ``operonx compile -O0|-O2`` writes.
+* ``compiled_O0`` / ``compiled_O2`` — the module ``operonx compile -O0|-O2`` writes;
+* ``compiled_native`` — the -O2 module's mypyc build (``operonx compile --native``): the
+  C extension next to it, which ``import`` loads (needs a C compiler; else not available).
 
 An engine that is not available yet (no Engine.run, no compiler) is reported as
 such; a case an engine fails or answers wrongly is reported with its error.
@@ -41,10 +43,12 @@ sys.path.insert(0, BENCH_DIR)
 import cases  # noqa: E402
 import scale  # noqa: E402
 
-ENGINES = ("handwritten", "handwritten_gather", "pypi", "engine", "compiled_O0", "compiled_O2")
+ENGINES = ("handwritten", "handwritten_gather", "pypi", "engine", "compiled_O0", "compiled_O2",
+           "compiled_native")
 LABELS = {"handwritten": "hand-written", "handwritten_gather": "hand-written gather",
           "pypi": "operonx 1.35", "engine": "Engine",
-          "compiled_O0": "compiled -O0", "compiled_O2": "compiled -O2"}
+          "compiled_O0": "compiled -O0", "compiled_O2": "compiled -O2",
+          "compiled_native": "compiled native"}
 PYPI_VENV = os.path.join(BENCH_DIR, ".venv-pypi")
 PYPI_PIN = "operonx==1.35.0"
 MEMORY_ENGINES = ("handwritten", "engine", "compiled_O2")
@@ -55,11 +59,13 @@ MEMORY_ENGINES = ("handwritten", "engine", "compiled_O2")
 RATIOS: list[tuple[str, str, tuple[str, float] | None, str]] = [
     ("compiled_O2", "handwritten", ("<=", 1.10), "sync"),
     ("compiled_O2", "handwritten", ("<=", 1.3), "async"),
+    ("compiled_native", "handwritten", ("<", 1.0), "sync"),
     ("engine", "handwritten", ("<=", 2.0), "async"),
     ("pypi", "compiled_O2", (">=", 100.0), "sync"),
     ("pypi", "engine", (">=", 5.0), "all"),
     ("engine", "compiled_O2", None, "all"),
     ("compiled_O0", "compiled_O2", None, "all"),
+    ("compiled_native", "compiled_O2", None, "all"),
     ("handwritten_gather", "handwritten", None, "async"),
     ("pypi", "handwritten", None, "all"),
 ]
@@ -68,7 +74,10 @@ OURS = ("engine", "compiled_O0", "compiled_O2")  # the engines the linearity tar
 
 
 def runs_case(engine: str, case: str) -> bool:
-    """Whether ``engine`` has a way to run ``case`` (the gather idiom exists for a few only)."""
+    """Whether ``engine`` has a way to run ``case`` (the gather idiom exists for a few only;
+    the native build is not made of the scale graphs, whose 1,000-op C takes minutes)."""
+    if engine == "compiled_native":
+        return case in cases.CASES
     if engine != "handwritten_gather":
         return True
     return case in cases.CASES and cases.CASES[case].gather_baseline
@@ -119,7 +128,8 @@ class Harness:
         self.t0 = time.monotonic()
         self.unavailable: dict[str, str] = {}
         self.pypi_python: str | None = None
-        self.compiled: dict[tuple[str, int], dict[str, Any]] = {}  # (graph path, opt) -> result
+        # (graph path, opt, native build) -> compile_one's result
+        self.compiled: dict[tuple[str, int, bool], dict[str, Any]] = {}
         self.results: dict[str, dict[str, dict[str, Cell]]] = {}  # case -> size -> engine
         self.memory: dict[str, dict[int, dict[str, Any]]] = {}
         self.scale_compile: dict[tuple[str, int, int], dict[str, Any]] = {}
@@ -194,20 +204,25 @@ class Harness:
         out = self.compile(self.graph_path("seed_fanout"), 2)
         if not out["ok"]:
             reason = out["error"]
-            for engine in ("compiled_O0", "compiled_O2"):
+            for engine in ("compiled_O0", "compiled_O2", "compiled_native"):
                 self.unavailable[engine] = f"the compiler is not available yet ({reason})"
+            return
+        if "compiled_native" in self.s.engines:
+            native = self.compile(self.graph_path("seed_fanout"), 2, native=True)
+            if not native["ok"]:
+                self.unavailable["compiled_native"] = native["error"]
 
     def graph_path(self, case: str) -> str:
         return os.path.join(BENCH_DIR, "graphs", f"{case}.py")
 
     def compile(self, graph: str, opt: int, repeats: int = 1,
-                warmup: bool = False) -> dict[str, Any]:
-        key = (graph, opt)
+                warmup: bool = False, native: bool = False) -> dict[str, Any]:
+        key = (graph, opt, native)
         if key not in self.compiled:
             stem = os.path.splitext(os.path.basename(graph))[0]
-            out = os.path.join(OUT_DIR, f"{stem}_O{opt}.py")
+            out = os.path.join(OUT_DIR, f"{stem}_O{opt}{'_native' if native else ''}.py")
             spec = {"graph": graph, "out": out, "opt": opt, "repeats": repeats,
-                    "warmup": warmup}
+                    "warmup": warmup, "native": native}
             result = self.subprocess_json([sys.executable, os.path.join(BENCH_DIR,
                                                                         "compile_one.py"),
                                            json.dumps(spec)])
@@ -228,7 +243,13 @@ class Harness:
                                 "repeats": repeats}
         if engine == "engine":
             spec["graph"] = graph
-        if engine.startswith("compiled_"):
+        if engine == "compiled_native":
+            compiled = self.compile(graph, 2, native=True)
+            if not compiled["ok"]:
+                return f"native build failed: {compiled['error']}"
+            spec["engine"] = "compiled_native"
+            spec["module"] = compiled["extension"]
+        elif engine.startswith("compiled_"):
             compiled = self.compile(graph, int(engine[-1]))
             if not compiled["ok"]:
                 return f"compile failed: {compiled['error']}"
@@ -454,6 +475,8 @@ def applies(scope: str, case: str) -> bool:
 
 def meets(value: float, target: tuple[str, float]) -> bool:
     op, bound = target
+    if op == "<":
+        return value < bound
     return value <= bound if op == "<=" else value >= bound
 
 

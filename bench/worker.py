@@ -6,7 +6,8 @@
 Engines: ``handwritten`` (bench/handwritten.py), ``handwritten_gather`` (its
 ``run_<case>_gather`` variants), ``pypi`` (bench/cases_pypi/,
 must run under bench/.venv-pypi's python), ``engine`` (operonx.core.Engine on
-the graph file ``graph``), ``compiled`` (the generated module ``module``).
+the graph file ``graph``), ``compiled`` (the generated module ``module``),
+``compiled_native`` (its C extension ``module``, imported under its own name).
 
 Every run's result is checked (bench/cases.py) before any timing is kept. A
 sample is ``perf_counter_ns`` around ``runs_per_sample`` awaited runs on one
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import importlib
+import importlib.machinery
 import importlib.util
 import json
 import os
@@ -97,6 +99,13 @@ def make_runner(spec: dict[str, Any]) -> tuple[Runner, Callable[[dict[str, Any]]
         module = load_file(spec["module"], f"bench_compiled_{case}")
         compiled_run: Runner = module.run
         return compiled_run, same
+    if engine == "compiled_native":  # an extension answers only to its own module name
+        name = os.path.basename(spec["module"]).split(".", 1)[0]
+        native = load_file(spec["module"], name)
+        if not native.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
+            raise ImportError(f"{spec['module']} is not an extension module")
+        native_run: Runner = native.run
+        return native_run, same
     raise ValueError(f"unknown engine {engine!r}")
 
 

@@ -7,6 +7,7 @@ module stays light: the heavy parts load when a function is called.
 from compiler.api import (
     CompileResult,
     PassReport,
+    build_native,
     check_file,
     compile_file,
     compile_graph,
@@ -15,5 +16,5 @@ from compiler.api import (
 )
 from compiler.errors import CompileError
 
-__all__ = ["CompileError", "CompileResult", "PassReport", "check_file", "compile_file",
-           "compile_graph", "explain", "is_stale"]
+__all__ = ["CompileError", "CompileResult", "PassReport", "build_native", "check_file",
+           "compile_file", "compile_graph", "explain", "is_stale"]

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from compiler.errors import EXIT_INTERNAL, CompileError
 from compiler.passes.base import PassReport
 from operonx.gcpause import gc_paused
 
-__all__ = ["CompileError", "CompileResult", "PassReport", "check_file", "compile_file",
-           "compile_graph", "explain", "is_stale", "typecheck"]
+if TYPE_CHECKING:
+    from compiler.native import NativeBuild
+
+__all__ = ["CompileError", "CompileResult", "PassReport", "build_native", "check_file",
+           "compile_file", "compile_graph", "explain", "is_stale", "typecheck"]
 
 
 @dataclass(frozen=True)
@@ -192,6 +195,18 @@ def explain(path: str, graph_name: str | None = None) -> str:
         out.append("")
         out.append(print_module(module))
     return "\n".join(out)
+
+
+def build_native(out_path: str, *, opt_level: str = "3") -> NativeBuild:
+    """``operonx compile --native`` for a module already written to ``out_path``: compile
+    it with mypyc into a C extension next to it, which ``import`` then loads instead.
+
+    Raises ``compiler.native.NativeBuildError`` (a ``CompileError``, exit code 3) when it
+    cannot be built; ``out_path`` is left as it was. See compiler/README.md, "--native".
+    """
+    from compiler.native import build_native as build
+
+    return build(out_path, opt_level=opt_level)
 
 
 def is_stale(out_path: str, result: CompileResult) -> bool:

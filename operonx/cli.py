@@ -10,6 +10,8 @@ no traceback unless ``operonx --debug`` (or ``OPERONX_DEBUG=1``). Exit codes:
   disk, out of memory, a permission);
 * 2 a usage error: bad flags, unreadable files, inputs that are not a JSON object
   (or nested too deeply to read), an ``-o`` that must not be written;
+* 3 ``compile --native`` only: the module was written and works, but its C extension
+  could not be built (no C compiler or Python headers, or mypyc refused the module);
 * 70 an internal error: a bug in operonx, and only that (``--debug`` shows the traceback);
 * 130 interrupted.
 
@@ -590,15 +592,29 @@ def cli(debug: bool) -> None:
 @click.option("--target", type=click.Choice(["local", "ray"]), default="local",
               show_default=True,
               help="local: a uvloop module for one process; ray: runs on a Ray cluster.")
+@click.option("--native", is_flag=True,
+              help="Also compile OUT_PY with mypyc into a C extension next to it, which "
+                   "`import` then loads instead (same results, faster). Needs a C compiler "
+                   "and the Python headers; without them exit 3, OUT_PY written and working.")
 def compile_command(source: str, output: str, graph_name: str | None, opt_level: int,
-                    check: bool, no_typecheck: bool, target: str) -> None:
+                    check: bool, no_typecheck: bool, target: str, native: bool) -> None:
     """Compile GRAPH_PY into one standalone, typed module.
 
     The wiring is type-checked first: an argument fed a value of the wrong type is an
     error located in GRAPH_PY, and nothing is written.
+
+    --native builds OUT_PY's C extension (OUT.cpython-*.so) with mypyc, in a temporary
+    directory, moved into place only when complete; `import OUT` then runs it, and OUT_PY
+    stays the readable source. Exit 3 when it cannot be built (no C compiler, no Python
+    headers, mypyc refused the module): the message says what is missing, and OUT_PY is
+    written and works as pure Python. Without --native, an older extension of OUT_PY is
+    removed (it would be imported instead of the new module).
     """
     from compiler import compile_file, is_stale
 
+    if native and (check or target != "local"):
+        raise _error("--native builds the local module: it goes with neither --check nor "
+                     "--target ray", exit_code=2)
     if not check:
         check_output(output, (source,))  # fail fast; the modules it reads are checked after
     with _type_check_warnings():
@@ -612,6 +628,40 @@ def compile_command(source: str, output: str, graph_name: str | None, opt_level:
                               + ("" if target == "local" else f" --target {target}"))
         return
     write_atomic(output, result.source.encode(), result.sources or (source,))
+    if native:
+        _build_native(output)
+    else:
+        _remove_stale_native(output)
+
+
+def _build_native(output: str) -> None:
+    """``compile --native``: the C extension of the module just written (exit 3 if not)."""
+    from compiler.native import NativeBuildError, build_native
+
+    try:
+        built = build_native(output)
+    except NativeBuildError as err:
+        err.hint = (f"{output} was written and works without it, as pure Python"
+                    + (f"; {err.hint}" if err.hint else ""))
+        raise
+    for name, reasons in built.refused.items():
+        click.echo(f"note: mypyc could not compile {name}(), which runs as CPython code "
+                   f"inside the extension: {reasons[0].split(': error: ', 1)[-1]}", err=True)
+
+
+def _remove_stale_native(output: str) -> None:
+    """An extension built from an older ``output`` would be imported instead of it."""
+    from compiler.native import remove_native
+
+    try:
+        removed = remove_native(output)
+    except OSError as exc:
+        raise _error(f"cannot remove the native build of the old {output} "
+                     f"({exc.filename}: {exc.strerror}); `import` would load it instead of "
+                     "the new module", output) from exc
+    for path in removed:
+        click.echo(f"note: removed {display_path(path)}, the native build of the old "
+                   f"{output} (rebuild it with --native)", err=True)
 
 
 @cli.command()

@@ -6,7 +6,7 @@ library* (``runtime.py.j2``: errors, frames, the traced run's helpers;
 rendered once without any view (``banner(...)`` is the only thing it may interpolate).
 Each of its top-level statements is a :class:`Snippet`; a class's methods other than
 dunders are snippets of their own, included when some included code reads an attribute
-of that name (``rt.call(...)`` includes ``_RunBase.call``).
+of that name (``rt.call(...)`` includes ``_Run.call``).
 
 What a snippet needs is read from its own code, never listed by hand: the names it
 reads (``ast``), the attribute names it reads, and the names it needs *when it is
