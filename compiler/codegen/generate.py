@@ -17,6 +17,7 @@ import operonx
 from compiler import sourcesplit
 from compiler.codegen import pyast
 from compiler.codegen.names import Namespace
+from compiler.codegen.outline import outline
 from compiler.codegen.render import (
     PUBLIC_NAMES,
     RUNTIME_IMPORTS,
@@ -55,10 +56,14 @@ def generate(module: ModuleIR, graph: Graph, extraction: Extraction,
     # Each variant is rendered (and its trees dropped) before the next is built: the
     # trees of a big graph's functions take far more memory than their text.
     fast_code, fast_top = Code(""), None
+    # A function of thousands of stages is split into parts (compiler.codegen.outline).
+    runtime_types = library().declared_types
     if module.fast_path:
-        fast_code = used.code(ScopeWriter(module, module.top, "fast", names).write())
+        fast_code = used.code(outline(ScopeWriter(module, module.top, "fast", names).write(),
+                                      names.ns, runtime_types))
         fast_top = names.scope_fns[(module.top.symbol, "fast")]
-    traced_code = used.code(ScopeWriter(module, module.top, "traced", names).write())
+    traced_code = used.code(outline(ScopeWriter(module, module.top, "traced", names).write(),
+                                    names.ns, runtime_types))
     traced_top = names.scope_fns[(module.top.symbol, "traced")]
     # Module-level policy objects (SPEC §9): they are built when the module is imported,
     # so they stand after the runtime they use.
