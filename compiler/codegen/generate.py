@@ -33,6 +33,7 @@ from compiler.codegen.scopes import ModuleNames, ScopeWriter
 from compiler.errors import EXIT_INTERNAL, CompileError
 from compiler.frontend.extract import Extraction, module_level_names
 from compiler.ir.nodes import ModuleIR
+from compiler.memory import release_freed_memory
 from compiler.passes.base import PassReport
 from operonx.ir.model import Graph
 
@@ -62,6 +63,7 @@ def generate(module: ModuleIR, graph: Graph, extraction: Extraction,
         fast_code = used.code(outline(ScopeWriter(module, module.top, "fast", names).write(),
                                       names.ns, runtime_types))
         fast_top = names.scope_fns[(module.top.symbol, "fast")]
+        release_freed_memory()  # the fast variant's trees, before the traced one's
     traced_code = used.code(outline(ScopeWriter(module, module.top, "traced", names).write(),
                                     names.ns, runtime_types))
     traced_top = names.scope_fns[(module.top.symbol, "traced")]

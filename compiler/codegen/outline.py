@@ -239,6 +239,22 @@ class _Flow:
     movable: bool = True
 
 
+@dataclass(frozen=True, slots=True)
+class _Summary:
+    """One statement's :class:`_Flow`, compact (a big list keeps one per statement):
+    ``reads`` and ``stores`` hold a name once per read or assignment."""
+
+    size: int
+    movable: bool
+    awaits: bool = False
+    reads: tuple[str, ...] = ()
+    stores: tuple[str, ...] = ()
+    exposed: tuple[str, ...] = ()
+    surely: tuple[str, ...] = ()
+    maybe: tuple[str, ...] = ()
+    annotated: tuple[str, ...] = ()
+
+
 class _FlowOf:
     """Computes the :class:`_Flow` of one statement (see :func:`flow_of`)."""
 
@@ -416,10 +432,13 @@ class _FlowOf:
         return assigned
 
 
-def flow_of(stmt: ast.stmt) -> _Flow:
+def flow_of(stmt: ast.stmt) -> _Summary:
     walker = _FlowOf()
-    walker.flow.surely = walker.stmt(stmt, set())
-    return walker.flow
+    flow = walker.flow
+    surely = walker.stmt(stmt, set())
+    return _Summary(flow.size, flow.movable, flow.awaits, tuple(flow.reads.elements()),
+                    tuple(flow.stores.elements()), tuple(flow.exposed), tuple(surely),
+                    tuple(flow.maybe), tuple(flow.annotated))
 
 
 def _ends_in_jump(body: Sequence[ast.stmt]) -> bool:
@@ -489,7 +508,7 @@ class _Outliner:
                  for stmt in body]
         if sum(sizes) <= PART_STATEMENTS:
             return
-        flows: list[_Flow] = []
+        flows: list[_Summary] = []
         first: dict[str, int] = {}
         for i, stmt in enumerate(body):
             if sizes[i] > PART_STATEMENTS:
@@ -500,19 +519,21 @@ class _Outliner:
             # A statement bigger than a part never moves: no need to follow it (a walk
             # that copies what is assigned at every branch would be quadratic in it).
             flow = (flow_of(stmt) if sizes[i] <= MAX_PART_STATEMENTS
-                    else _Flow(sizes[i], movable=False))
+                    else _Summary(sizes[i], movable=False))
             flows.append(flow)
             for name in flow.surely:
                 first.setdefault(name, i)
         body[:] = self._split(body, flows, entry, first, guarded)
 
-    def _split(self, body: list[ast.stmt], flows: list[_Flow], entry: _Sure,
+    def _split(self, body: list[ast.stmt], flows: list[_Summary], entry: _Sure,
                first: dict[str, int], guarded: bool) -> list[ast.stmt]:
         """``body`` with runs of its statements replaced by calls of new parts."""
         reads_here: Counter[str] = Counter()
         for flow in flows:
-            reads_here.update(flow.reads)
+            for name in flow.reads:
+                reads_here[name] += 1
         out: list[ast.stmt] = []
+        budget = 8 * len(body)  # statements tried in runs that fail (bounds the retries)
         i = 0
         while i < len(body):
             if not flows[i].movable:
@@ -532,8 +553,16 @@ class _Outliner:
                     break
             if found is None:
                 found = self._shorter(body, flows, run, sure, reads_here, guarded)
-            if found is None:  # nothing from here can move: leave what was tried in place
+            if found is None:
+                # Nothing from here can move. What stops it is often the first statements
+                # (one that binds what every later one reads, with a type mypy infers):
+                # try again from the next stage, while the budget lasts; else leave all
+                # that was tried in place.
+                budget -= run.end - i
                 stop = max(run.end, i + 1)
+                if budget > 0 and len(run.results) <= MAX_RESULTS:
+                    stop = next((end for end in range(i + 1, stop) if _good_cut(body, end)),
+                                stop)
                 out += body[i:stop]
                 i = stop
                 continue
@@ -541,7 +570,7 @@ class _Outliner:
             i = found.end
         return out
 
-    def _extend(self, run: _Run, flow: _Flow, sure: _Sure) -> bool:
+    def _extend(self, run: _Run, flow: _Summary, sure: _Sure) -> bool:
         """Add the next statement to ``run``; False (``run`` unchanged) when it cannot be
         in a part that starts there: it is not movable, reads a local that may be unbound
         there, or assigns a local a closure reads."""
@@ -555,10 +584,13 @@ class _Outliner:
             return False
         for name in exposed:
             combined.exposed.setdefault(name)
-        combined.surely |= flow.surely
-        combined.reads.update(flow.reads)
-        combined.stores.update(flow.stores)
-        combined.annotated |= flow.annotated
+        combined.surely.update(flow.surely)
+        reads, stores = combined.reads, combined.stores
+        for name in flow.reads:
+            reads[name] += 1
+        for name in flow.stores:
+            stores[name] += 1
+        combined.annotated.update(flow.annotated)
         combined.awaits |= flow.awaits
         combined.size += flow.size
         for name in flow.maybe:
@@ -588,7 +620,7 @@ class _Outliner:
         return not (untyped and any(id(node) in untyped for stmt in body[run.start:run.end]
                                     for node in ast.walk(stmt)))
 
-    def _shorter(self, body: list[ast.stmt], flows: list[_Flow], run: _Run, sure: _Sure,
+    def _shorter(self, body: list[ast.stmt], flows: list[_Summary], run: _Run, sure: _Sure,
                  reads_here: Counter[str], guarded: bool) -> _Run | None:
         """The longest run from ``run.start`` to a good cut at most ``run.end`` that fits
         (a few cuts tried, longest first); None if none does."""
@@ -718,5 +750,9 @@ def _good_cut(body: Sequence[ast.stmt], end: int, strict: bool = True) -> bool:
 
 def _leads(stmt: ast.stmt) -> bool:
     """A comment, or ``M = _FAILED``: lines that belong with the code below them."""
-    return py.is_comment(stmt) or (isinstance(stmt, (ast.Assign, ast.AnnAssign))
-                                   and isinstance(stmt.value, ast.Name))
+    if py.is_comment(stmt):
+        return True
+    targets = stmt.targets if isinstance(stmt, ast.Assign) else [
+        stmt.target] if isinstance(stmt, ast.AnnAssign) else []
+    return (len(targets) == 1 and isinstance(targets[0], ast.Name)
+            and isinstance(getattr(stmt, "value", None), ast.Name))

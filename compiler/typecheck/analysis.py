@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from compiler.errors import CompileError
+from compiler.memory import release_freed_memory
 from compiler.typecheck.model import (
     ANY,
     FieldType,
@@ -78,6 +79,7 @@ def _analyse(graph: Graph, extraction: Extraction, reserved: frozenset[str]) -> 
         del probe
         if let_go:
             gc.collect()
+            release_freed_memory()
 
 
 def _check(graph: Graph, extraction: Extraction, reserved: frozenset[str], ops: list[OpDef],
