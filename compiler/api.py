@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from compiler.errors import EXIT_INTERNAL, CompileError
+from compiler.memory import release_freed_memory
 from compiler.passes.base import PassReport
 from operonx.gcpause import gc_paused
 
@@ -77,6 +78,9 @@ def compile_graph(graph: Any, *, source_path: str, graph_name: str,
     writes a module that runs the graph on a Ray cluster instead (``compiler/targets/ray``);
     its only optimisation is fusing sync chains, at -O2.
     """
+    # What importing graph.py freed (its compiled trees: most of a big graph file's
+    # import) goes back to the system before the compile allocates its own.
+    release_freed_memory()
     # Compiling builds many long-lived small objects (libcst and ast trees, the IR) and
     # little cyclic garbage: full collections took a third of a 10,000-op compile.
     with gc_paused():

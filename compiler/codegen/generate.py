@@ -17,6 +17,7 @@ import operonx
 from compiler import sourcesplit
 from compiler.codegen import pyast
 from compiler.codegen.names import Namespace
+from compiler.codegen.outline import ModuleTypes, outline
 from compiler.codegen.render import (
     PUBLIC_NAMES,
     RUNTIME_IMPORTS,
@@ -32,6 +33,7 @@ from compiler.codegen.scopes import ModuleNames, ScopeWriter, is_sync_fn
 from compiler.errors import EXIT_INTERNAL, CompileError
 from compiler.frontend.extract import Extraction, module_level_names
 from compiler.ir.nodes import ModuleIR
+from compiler.memory import release_freed_memory
 from compiler.passes.base import PassReport
 from operonx.ir.model import Graph
 
@@ -55,10 +57,17 @@ def generate(module: ModuleIR, graph: Graph, extraction: Extraction,
     # Each variant is rendered (and its trees dropped) before the next is built: the
     # trees of a big graph's functions take far more memory than their text.
     fast_code, fast_top = Code(""), None
+    # A function of thousands of stages is split into parts (compiler.codegen.outline).
+    runtime_types = ModuleTypes(library().declared_types,
+                                {block.name: block.source for block in extraction.blocks
+                                 if block.name})
     if module.fast_path:
-        fast_code = used.code(ScopeWriter(module, module.top, "fast", names).write())
+        fast_code = used.code(outline(ScopeWriter(module, module.top, "fast", names).write(),
+                                      names.ns, runtime_types))
         fast_top = names.scope_fns[(module.top.symbol, "fast")]
-    traced_code = used.code(ScopeWriter(module, module.top, "traced", names).write())
+        release_freed_memory()  # the fast variant's trees, before the traced one's
+    traced_code = used.code(outline(ScopeWriter(module, module.top, "traced", names).write(),
+                                    names.ns, runtime_types))
     traced_top = names.scope_fns[(module.top.symbol, "traced")]
     # Module-level policy objects (SPEC §9): they are built when the module is imported,
     # so they stand after the runtime they use.

@@ -31,7 +31,7 @@ import symtable
 import textwrap
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from functools import cache
+from functools import cache, cached_property
 
 from compiler import sourcesplit
 
@@ -232,6 +232,19 @@ class Library:
     def names(self) -> frozenset[str]:
         """Every module-level name the runtime libraries bind."""
         return frozenset(n for s in self.snippets for n in s.binds)
+
+    @cached_property
+    def declared_types(self) -> dict[str, str]:
+        """Module-level name -> its declared type, for ``NAME: T = ...`` statements
+        (``_FAILED: dict[str, Any] = {}``): what a local assigned from it is typed as."""
+        found: dict[str, str] = {}
+        for snippet in self.snippets:
+            if snippet.segments:  # a class
+                continue
+            for node in ast.parse(snippet.head.text).body:
+                if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                    found[node.target.id] = ast.unparse(node.annotation)
+        return found
 
 
 def parse_library(text: str, rank: int) -> list[Snippet]:

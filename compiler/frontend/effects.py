@@ -277,10 +277,11 @@ class Analysis:
     def statement_change(self, info: ModuleInfo, statement: Statement,
                          namespace: Mapping[str, Any]) -> Change | None:
         """How ``statement`` (not copied) may change state, or None when it cannot."""
-        nodes = statement.ast_nodes()
+        nodes = statement.own_tree().body  # numbered from its first line: see line_offset
         if len(nodes) == 1 and is_main_guard(nodes[0]):
             return None
-        walker = _Walker(self, namespace, follow_bodies=False, file=info.file)
+        walker = _Walker(self, namespace, follow_bodies=False, file=info.file,
+                         line_offset=statement.line - 1)
         for node in nodes:
             found = walker.run(node)
             if found is not None:
@@ -355,8 +356,9 @@ class _Walker:
     """Walks the code a statement (or a called function) runs, looking for a state change."""
 
     def __init__(self, analysis: Analysis, namespace: Mapping[str, Any], *,
-                 follow_bodies: bool, file: str) -> None:
+                 follow_bodies: bool, file: str, line_offset: int = 0) -> None:
         self.analysis = analysis
+        self.line_offset = line_offset  # added to the trees' line numbers (see _line)
         self.state = analysis.state
         self.namespace = namespace
         self.follow_bodies = follow_bodies  # called code: bodies may run too
@@ -366,9 +368,7 @@ class _Walker:
         self.graph_block = False
 
     def run(self, node: ast.stmt) -> Change | None:
-        for parent in ast.walk(node):
-            for child in ast.iter_child_nodes(parent):
-                self.parents[id(child)] = parent
+        self._index(node)
         self.frames = [_Frame("module", set(), set())]
         if self.follow_bodies:
             # The whole definition runs on a call: its own statements in its own scope.
@@ -469,9 +469,34 @@ class _Walker:
                      for item in node.items)
         outer, self.graph_block = self.graph_block, self.graph_block or builds
         try:
-            return self._each(node.body)
+            for stmt in node.body:  # its parents indexed while it is walked (see _index)
+                added = self._index(stmt)
+                found = self._stmt(stmt)
+                for key in added:
+                    self.parents.pop(key, None)  # (contexts like Load() are shared nodes)
+                if found is not None:
+                    return found
+            return None
         finally:
             self.graph_block = outer
+
+    def _index(self, node: ast.AST) -> list[int]:
+        """Record the parent of every node below ``node``, but not below the body of a
+        ``with``: a graph's ``with`` block holds a statement or two per op, and its
+        statements are indexed (and forgotten) one at a time as _with walks them.
+        Returns the keys added."""
+        added: list[int] = []
+        stack = [node]
+        while stack:
+            parent = stack.pop()
+            skip = {id(s) for s in parent.body} if isinstance(
+                parent, (ast.With, ast.AsyncWith)) else ()
+            for child in ast.iter_child_nodes(parent):
+                self.parents[id(child)] = parent
+                added.append(id(child))
+                if id(child) not in skip:
+                    stack.append(child)
+        return added
 
     # ------------------------------------------------------------- the checks
 
@@ -759,12 +784,14 @@ class _Walker:
 
     def _line(self, node: ast.AST) -> int:
         line: int = getattr(node, "lineno", 0)
-        return line
+        return line + self.line_offset if line else 0
 
 
 def imports_at_run_time(sources: Iterable[str]) -> bool:
     """Does any of this (copied) code import something when it runs?"""
     for source in sources:
+        if "import" not in source and source.isascii():  # every way below spells it
+            continue  # (a non-ASCII identifier may be ``import`` once normalised)
         for node in ast.walk(ast.parse(source)):
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 return True

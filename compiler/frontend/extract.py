@@ -35,6 +35,7 @@ from typing import Any
 
 import libcst as cst
 
+from compiler import sourcesplit
 from compiler.errors import CompileError
 from compiler.frontend import effects, transform
 from compiler.frontend.load import is_user_file
@@ -300,16 +301,27 @@ class _Extractor:
         if slot in self.copied:
             return
         self.copied[slot] = None  # mark first: recursive helpers refer to each other
-        node = transform.strip_decorators(statement.node, lambda d: self._is_op(d, info))
         binds = {b: self._name(("def", info.file, b), b) for b in statement.binds}
-        source = self._emit(info, node, statement, binds, self.op_returns.get(slot))
+        source = self._emit(info, statement, binds, self.op_returns.get(slot))
         name = next(iter(binds.values()), "")
         self.copied[slot] = CodeBlock(name, source, SourceLoc(info.file, statement.line))
 
-    def _emit(self, info: ModuleInfo, node: cst.BaseStatement, statement: Statement,
-              own: Mapping[str, str], top_return: str | None) -> str:
-        """Resolve what ``node`` reads, then render it renamed and fully annotated."""
-        use = name_use(_code_of(node, statement))
+    def _emit(self, info: ModuleInfo, statement: Statement, own: Mapping[str, str],
+              top_return: str | None, node: cst.BaseStatement | None = None) -> str:
+        """Resolve what ``statement`` (or ``node``, made from it) reads, then render it
+        renamed and fully annotated.
+
+        An ``@op`` function that needs neither is its own text without the decorator
+        (:meth:`_plain_def`): no libcst tree is built for it.
+        """
+        # Its own lines, parsed once for what follows (the libcst tree only where needed).
+        tree = statement.own_tree() if node is None and statement.index >= 0 else None
+        plain = self._plain_def(info, statement, tree) if tree is not None else None
+        if plain is None:
+            node = node if node is not None else self._stripped(info, statement)
+            use = name_use(_code_of(node, statement), tree)
+        else:
+            use = name_use(plain.read_text, tree)
         if use.global_writes:
             names = ", ".join(sorted(use.global_writes))
             raise _refuse(
@@ -333,15 +345,66 @@ class _Extractor:
                                f"(to {renames[clash[0]]!r}) and a local name in "
                                f"{_statement_what(statement)}", info.file, statement.line,
                                "rename the local variable")
+        annotate = transform.needs_annotating(tree if not renames and tree is not None
+                                              else None)if False else None
+        if not renames and tree is not None:
+            annotate = transform.needs_annotating(tree)
+            if plain is not None and not annotate:
+                return plain.text
+        if node is None:
+            node = self._stripped(info, statement)
         if renames:
             node = node.visit(transform.RenameGlobals(renames))  # type: ignore[assignment]
         annotator = transform.Annotator(top_return=top_return)
-        text = statement.own_code if not renames and statement.index >= 0 else _render(node)
-        if transform.needs_annotating(text):
+        if annotate is None:
+            annotate = transform.needs_annotating(
+                statement.own_code if not renames and statement.index >= 0 else _render(node))
+        if annotate:
             node = node.visit(annotator)  # type: ignore[assignment]
         for typing_name in sorted(annotator.used):
             self.imports.setdefault(_TYPING_KEYS[typing_name], None)
         return _render(node)
+
+    def _stripped(self, info: ModuleInfo, statement: Statement) -> cst.BaseStatement:
+        """The statement's libcst tree without its ``@op`` decorators."""
+        return transform.strip_decorators(statement.node, lambda d: self._is_op(d, info))
+
+    def _plain_def(self, info: ModuleInfo, statement: Statement,
+                   tree: ast.Module) -> _PlainDef | None:
+        """An ``@op`` function as libcst would print it without its decorator, cut from
+        its own text (``tree``: parsed, numbered from its first line); None where the two
+        could differ.
+
+        libcst prints a statement as it was written, but in a module of its own, which
+        indents blocks with four spaces (where the file's first block is indented
+        otherwise, every block that follows it would be re-indented): so only a function
+        with its one decorator, ``@op`` or ``@op(...)``, starting its first line, and its
+        body indented four spaces (or on the ``def`` line). Parsing and printing a libcst
+        tree per op was most of the time a graph of thousands of ops took to copy.
+        """
+        fn = tree.body[0] if statement.is_function and len(tree.body) == 1 else None
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) or len(
+                fn.decorator_list) != 1:
+            return None
+        decorator = fn.decorator_list[0]
+        cut = decorator.end_lineno
+        if (decorator.lineno != 1 or cut is None
+                or not self._is_op_path(_ast_decorator_path(decorator), info)):
+            return None
+        lines = sourcesplit.lines_of(statement.own_code)
+        # Between the decorator and the ``def``, only comments (a ``)`` of ``@(op\n)`` is not).
+        if any(line.strip() and not line.lstrip().startswith("#")
+               for line in lines[cut:fn.lineno - 1]):
+            return None
+        body_line = fn.body[0].lineno
+        if body_line != fn.lineno:  # libcst's indent: the first indented line's
+            first = lines[body_line - 1]
+            if not (first.startswith("    ") and first[4:5] not in (" ", "\t", "\f")):
+                return None
+        rest = "".join(lines[cut:])
+        start, stop = statement.own
+        text = (statement.code[:start] + rest + statement.code[stop:]).lstrip("\n")
+        return _PlainDef(text if text.endswith("\n") else text + "\n", "\n" * cut + rest)
 
     def _resolve(self, info: ModuleInfo, name: str, user: Statement) -> str | None:
         """Make the module-level ``name`` of ``info`` available; its generated name.
@@ -552,7 +615,10 @@ class _Extractor:
 
     def _is_op(self, decorator: cst.Decorator, info: ModuleInfo) -> bool:
         """Is this decorator ``operonx``'s ``op``, however it was imported?"""
-        path = transform.decorator_path(decorator)
+        return self._is_op_path(transform.decorator_path(decorator), info)
+
+    def _is_op_path(self, path: str | None, info: ModuleInfo) -> bool:
+        """Is the decorator spelt ``path`` (``op``, ``core.op``) ``operonx``'s ``op``?"""
         module = sys.modules.get(info.module_name)
         if path is None or module is None:
             return False
@@ -573,7 +639,7 @@ class _Extractor:
         node = cst.parse_statement(f"def {name}({params}):\n    return {body}\n")
         line = fn.__code__.co_firstlineno
         statement = Statement(-line, line, (name,), parsed=node)
-        source = self._emit(info, node, statement, {name: name}, None)
+        source = self._emit(info, statement, {name: name}, None, node)
         self.copied[(info.file, -line)] = CodeBlock(name, source, SourceLoc(info.file, line))
         self.function_names[fn] = name
 
@@ -615,6 +681,29 @@ def _refuse(message: str, file: str | None, line: int | None,
             hint: str | None = None) -> CompileError:
     """A refusal to compile the user's code, located at its file:line (exit code 1)."""
     return CompileError(message, file, line, hint=hint)
+
+
+@dataclass(frozen=True)
+class _PlainDef:
+    """An ``@op`` function copied as text: ``text`` is its copy, ``read_text`` its own
+    lines with the decorator's blanked (what :func:`name_use` reads)."""
+
+    text: str
+    read_text: str
+
+
+def _ast_decorator_path(decorator: ast.expr) -> str | None:
+    """``@op`` -> "op", ``@operonx.core.op(name=...)`` -> "operonx.core.op"; else None
+    (as :func:`compiler.frontend.transform.decorator_path`, on an ``ast`` tree)."""
+    expr = decorator.func if isinstance(decorator, ast.Call) else decorator
+    parts: list[str] = []
+    while isinstance(expr, ast.Attribute):
+        parts.append(expr.attr)
+        expr = expr.value
+    if not isinstance(expr, ast.Name):
+        return None
+    parts.append(expr.id)
+    return ".".join(reversed(parts))
 
 
 def _as_module(node: cst.BaseStatement) -> cst.Module:
@@ -681,13 +770,13 @@ def _code_of(node: cst.BaseStatement, statement: Statement) -> str:
     removed = [i for i, d in enumerate(original.decorators) if id(d) not in kept]
     if not removed:
         return statement.own_code
-    tree = statement.ast_nodes()[0]
+    tree = statement.own_tree().body[0]  # numbered from the statement's first line
     assert isinstance(tree, (ast.FunctionDef, ast.AsyncFunctionDef))
     lines = statement.own_code.split("\n")
     for i in removed:
         decorator = tree.decorator_list[i]
         for line in range(decorator.lineno, (decorator.end_lineno or decorator.lineno) + 1):
-            lines[line - statement.line] = ""
+            lines[line - 1] = ""
     return "\n".join(lines)
 
 

@@ -88,6 +88,11 @@ class Statement:
         ast.increment_lineno(tree, self.line - 1)
         return tree.body
 
+    def own_tree(self) -> ast.Module:
+        """Its own lines parsed with :mod:`ast` (parsed afresh: not kept), numbered from 1
+        at its first line: :meth:`ast_nodes` without renumbering every node."""
+        return ast.parse(self.own_code)
+
 
 @dataclass(frozen=True)
 class ModuleInfo:
@@ -158,7 +163,8 @@ def module_info(file: str, module_name: str, package: str | None) -> ModuleInfo:
                 else:
                     imports.append(ImportedName(resolve_module(module, level, package), name,
                                                 asname or name))
-        statement = Statement(index, span.first, _bound_names(own), tuple(imports),
+        binds = (span.name,) if span.name is not None and ":=" not in own else _bound_names(own)
+        statement = Statement(index, span.first, binds, tuple(imports),
                               main_guard=span.main_guard, is_function=span.is_function,
                               code=code,
                               own=(len(before), len(before) + len(own)), leading=index > 0)
@@ -205,6 +211,7 @@ class _Span:
     main_guard: bool
     is_function: bool
     block_indent: str | None  # indentation of its last indented block (None: no such block)
+    name: str | None  # a ``def`` or ``class``: the one name it binds (no need for symtable)
 
 
 def _top_level(lines: list[str]) -> Iterator[_Span]:
@@ -237,7 +244,9 @@ def _span(group: list[ast.stmt], offset: int, lines: list[str]) -> _Span:
     return _Span(min([first.lineno, *(d.lineno for d in decorators)]) + offset, end + offset,
                  tuple(imports), len(group) == 1 and is_main_guard(first),
                  len(group) == 1 and isinstance(first, (ast.FunctionDef, ast.AsyncFunctionDef)),
-                 _block_indent(last, offset, lines))
+                 _block_indent(last, offset, lines),
+                 first.name if len(group) == 1 and isinstance(
+                     first, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) else None)
 
 
 def _block_indent(node: ast.stmt, offset: int, lines: list[str]) -> str | None:
@@ -292,8 +301,12 @@ def resolve_module(module: str | None, level: int, package: str | None) -> str:
         return module or ""
 
 
-def name_use(source: str) -> NameUse:
-    """Which module-level names ``source`` (one top-level statement) reads and writes."""
+def name_use(source: str, tree: ast.AST | None = None) -> NameUse:
+    """Which module-level names ``source`` (one top-level statement) reads and writes.
+
+    ``tree``: ``source`` already parsed (decorators it lacks make no difference: only
+    annotations are read from it).
+    """
     top = symtable.symtable(source, "<block>", "exec")
     reads = {s.get_name() for s in top.get_symbols() if s.is_referenced()}
     writes: set[str] = set()
@@ -307,7 +320,7 @@ def name_use(source: str) -> NameUse:
                 writes.add(name)
             if symbol.is_local() and table.get_type() != "class":
                 local.add(name)
-    reads |= _string_annotation_names(source)
+    reads |= _string_annotation_names(tree if tree is not None else ast.parse(source))
     return NameUse(frozenset(reads), frozenset(writes), frozenset(local))
 
 
@@ -317,20 +330,30 @@ def _nested_tables(table: symtable.SymbolTable) -> Iterator[symtable.SymbolTable
         yield from _nested_tables(child)
 
 
-def _string_annotation_names(source: str) -> set[str]:
+def _string_annotation_names(tree: ast.AST) -> set[str]:
     """Names inside quoted annotations (``x: "Item"``): symtable does not see them."""
     names: set[str] = set()
-    for node in ast.walk(ast.parse(source)):
-        annotations: list[ast.expr | None] = []
-        if isinstance(node, ast.arg):
-            annotations.append(node.annotation)
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            annotations.append(node.returns)
-        elif isinstance(node, ast.AnnAssign):
-            annotations.append(node.annotation)
-        for annotation in annotations:
-            names |= _names_in_quoted(annotation)
+    for annotation in annotations_in(tree):
+        names |= _names_in_quoted(annotation)
     return names
+
+
+def annotations_in(tree: ast.AST) -> Iterator[ast.expr | None]:
+    """Every annotation slot of every ``def`` (parameters, return) and annotated assignment
+    in ``tree``: None where one is left out. Only statements are visited (annotations live
+    in nothing else), not the expressions that make up most of a tree."""
+    stack: list[ast.AST] = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            args = node.args
+            yield from (a.annotation for a in (*args.posonlyargs, *args.args, *args.kwonlyargs))
+            yield from (a.annotation for a in (args.vararg, args.kwarg) if a is not None)
+            yield node.returns
+        elif isinstance(node, ast.AnnAssign):
+            yield node.annotation
+        for field in ("body", "orelse", "finalbody", "handlers", "cases"):
+            stack += getattr(node, field, None) or ()
 
 
 def _names_in_quoted(annotation: ast.expr | None) -> set[str]:

@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
-from compiler.frontend.types import ANY, explicit_generics, needed_imports, own_nodes
+from compiler.frontend.modinfo import annotations_in
+from compiler.frontend.types import (
+    ANY,
+    explicit_generics,
+    has_bare_generics,
+    needed_imports,
+    own_nodes,
+)
 
 
 def strip_decorators(node: cst.BaseStatement,
@@ -77,27 +84,14 @@ class RenameGlobals(cst.CSTTransformer):
         return original
 
 
-def needs_annotating(source: str) -> bool:
-    """Whether :class:`Annotator` would change ``source``: some ``def`` lacks a parameter or
-    return annotation, or some annotation has a bare generic. Checked with :mod:`ast`,
-    which is much faster than a libcst visit: most ops are fully annotated already."""
-    for node in ast.walk(ast.parse(source)):
-        annotations: list[ast.expr | None] = []
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            args = node.args
-            annotations += [a.annotation for a in (*args.posonlyargs, *args.args,
-                                                   *args.kwonlyargs, args.vararg, args.kwarg)
-                            if a is not None]
-            annotations.append(node.returns)
-        elif isinstance(node, ast.AnnAssign):
-            annotations.append(node.annotation)
-        for annotation in annotations:
-            if annotation is None:
-                return True
-            text = ast.unparse(annotation)
-            if explicit_generics(text) != text:
-                return True
-    return False
+def needs_annotating(source: str | ast.AST) -> bool:
+    """Whether :class:`Annotator` would change ``source`` (or its parsed tree): some ``def``
+    lacks a parameter or return annotation, or some annotation has a bare generic. Checked
+    with :mod:`ast`, which is much faster than a libcst visit: most ops are fully annotated
+    already."""
+    tree = ast.parse(source) if isinstance(source, str) else source
+    return any(annotation is None or has_bare_generics(annotation)
+               for annotation in annotations_in(tree))
 
 
 @dataclass

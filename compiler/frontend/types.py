@@ -49,6 +49,20 @@ def explicit_generics(annotation: str) -> str:
     return ast.unparse(_parametrize(tree))
 
 
+def has_bare_generics(node: ast.expr) -> bool:
+    """Whether :func:`explicit_generics` would change the annotation ``node``: the same
+    walk as its ``_parametrize``, without building or printing anything."""
+    if isinstance(node, ast.Name):
+        return node.id in GENERIC_ARGS
+    if isinstance(node, ast.Subscript):
+        inner = node.slice
+        return any(has_bare_generics(e) for e in inner.elts) if isinstance(
+            inner, ast.Tuple) else has_bare_generics(inner)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        return has_bare_generics(node.left) or has_bare_generics(node.right)
+    return False
+
+
 def _parametrize(node: ast.expr) -> ast.expr:
     if isinstance(node, ast.Name) and node.id in GENERIC_ARGS:
         args = ast.parse(f"x[{GENERIC_ARGS[node.id]}]", mode="eval").body

@@ -44,6 +44,7 @@ import __future__
 import ast
 import collections
 import symtable
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -87,7 +88,7 @@ class _Parts:
 
 
 def _parts(source: str) -> _Parts:
-    body = ast.parse(source).body
+    body = _parse(source).body
     start = next((i for i, node in enumerate(body) if not _is_header(i, node)), None)
     skeleton = next((i for i, node in enumerate(body)
                      if isinstance(node, ast.ClassDef) and node.name == FIRST_SKELETON_NAME),
@@ -97,6 +98,23 @@ def _parts(source: str) -> _Parts:
         raise VariantError(f"no import lines, copied code and class {FIRST_SKELETON_NAME} "
                            "in that order: not a module operonx generated")
     return _Parts(body[start:skeleton], body[skeleton:], _first_line(body[skeleton]))
+
+
+# CPython 3.11 keeps the AST constructor's recursion depth in per-interpreter state, so two
+# threads turning parse trees into ast objects at once can fail with "SystemError: AST
+# constructor recursion depth mismatch" (python/cpython#106905). Native builds run from
+# threads (a build's time is the C compiler's, in a subprocess), so their parses take turns.
+_PARSING = threading.Lock()
+
+
+def _parse(source: str) -> ast.Module:
+    with _PARSING:
+        return ast.parse(source)
+
+
+def _parse_expression(source: str) -> ast.Expression:
+    with _PARSING:
+        return ast.parse(source, mode="eval")
 
 
 def _is_header(index: int, node: ast.stmt) -> bool:
@@ -213,7 +231,7 @@ def _runtime_bindings() -> frozenset[tuple[str | None, str, str | None]]:
     """(``from`` module or None, imported name, ``as`` name) of every runtime import."""
     found: set[tuple[str | None, str, str | None]] = set()
     for line in RUNTIME_IMPORTS:
-        node = ast.parse(line).body[0]
+        node = _parse(line).body[0]
         assert isinstance(node, (ast.Import, ast.ImportFrom))
         module = node.module if isinstance(node, ast.ImportFrom) else None
         found |= {(module, alias.name, alias.asname) for alias in node.names}
@@ -325,7 +343,7 @@ def _any_of(annotation: ast.expr) -> str:
         return f"{annotation.value.id}[Any]"
     if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
         try:  # a quoted annotation
-            return _any_of(ast.parse(annotation.value, mode="eval").body)
+            return _any_of(_parse_expression(annotation.value).body)
         except SyntaxError:
             return "Any"
     return "Any"

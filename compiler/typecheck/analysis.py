@@ -7,11 +7,13 @@ unknown" with a warning: the check never refuses a graph because it could not ru
 from __future__ import annotations
 
 import ast
+import gc
 import warnings
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from compiler.errors import CompileError
+from compiler.memory import release_freed_memory
 from compiler.typecheck.model import (
     ANY,
     FieldType,
@@ -24,6 +26,8 @@ from operonx.ir.model import Graph, OpDef
 
 if TYPE_CHECKING:
     from compiler.frontend.extract import Extraction
+    from compiler.typecheck.inference import Literals
+    from compiler.typecheck.probe import Probe
     from compiler.typecheck.text import TypeSpeller
     from compiler.typecheck.wiring import ScopeFacts, Wiring
 
@@ -58,23 +62,38 @@ def unknown_types(graph: Graph, warning: str | None = None) -> GraphTypes:
 
 
 def _analyse(graph: Graph, extraction: Extraction, reserved: frozenset[str]) -> GraphTypes:
+    from compiler.typecheck import inference
+    from compiler.typecheck.probe import probe_source, release, run_probe
+
+    ops = inference.ops_of(graph)
+    literals = inference.collect_literals(graph)
+    source, constant_names = probe_source(
+        extraction, inference.inferred_ops(ops, extraction.function_names), literals.texts)
+    probe = run_probe(source, constant_names)
+    try:
+        return _check(graph, extraction, reserved, ops, literals, probe)
+    finally:
+        # The result is text: nothing refers to mypy's objects once the probe is let go.
+        # They are full of reference cycles, and a compile pauses the collector.
+        let_go = release(probe)
+        del probe
+        if let_go:
+            gc.collect()
+            release_freed_memory()
+
+
+def _check(graph: Graph, extraction: Extraction, reserved: frozenset[str], ops: list[OpDef],
+           literals: Literals, probe: Probe) -> GraphTypes:
     from mypy.state import state as mypy_state
 
     from compiler.typecheck import inference
     from compiler.typecheck import mypytypes as mt
-    from compiler.typecheck.probe import probe_source, run_probe
     from compiler.typecheck.wiring import Wiring
 
-    ops = inference.ops_of(graph)
-    names = extraction.function_names
-    literals = inference.collect_literals(graph)
-    source, constant_names = probe_source(
-        extraction, inference.inferred_ops(ops, names), literals.texts)
-    probe = run_probe(source, constant_names)
     # Subtypes, meets and unions read this process-global flag (older mypys leave it off
     # outside a build, where ``int | None`` would then fit ``int``).
     with mypy_state.strict_optional_set(True):
-        signatures = inference.signatures(probe, ops, names)
+        signatures = inference.signatures(probe, ops, extraction.function_names)
         wiring = Wiring(signatures, inference.literal_types(probe, literals), probe.options,
                         mt.type_info(probe.modules, "builtins.list"))
         wiring.run(graph)

@@ -22,10 +22,12 @@ passed as text, so it is always checked afresh and never written to the cache.
 from __future__ import annotations
 
 import ast
+import contextlib
+import gc
 import io
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -162,6 +164,10 @@ def mypy_options() -> Options:
 
 
 _last: tuple[str, Probe] | None = None  # the same probe twice (-O0 then -O2): build once
+# A probe holds mypy's trees and the type of every expression: about 13 KB per op. Kept
+# for small graphs (compiled twice in tests and tools), never for big ones, whose probe
+# would stay alive, with its memory, through the rest of the compile and the process.
+KEEP_PROBE_CHARS = 50_000
 
 
 def run_probe(source: str, constant_names: tuple[str, ...]) -> Probe:
@@ -179,8 +185,9 @@ def run_probe(source: str, constant_names: tuple[str, ...]) -> Probe:
         def ignore(_file: str | None, _messages: list[str], _serious: bool) -> None:
             """The probe's own mypy errors are not the user's problem: only types are read."""
 
-        result = build.build([BuildSource(None, PROBE_MODULE, source)], options,
-                             flush_errors=ignore, stdout=sink, stderr=sink)
+        with _collector_kept():
+            result = build.build([BuildSource(None, PROBE_MODULE, source)], options,
+                                 flush_errors=ignore, stdout=sink, stderr=sink)
         state = result.graph.get(PROBE_MODULE)
         if state is None or state.tree is None:
             raise RuntimeError("mypy did not analyse the probe module")
@@ -188,5 +195,39 @@ def run_probe(source: str, constant_names: tuple[str, ...]) -> Probe:
         from_cache = frozenset(name for name, module in result.graph.items()
                                if module.meta is not None)
         probe = Probe(state.tree, result.types, modules, options, constant_names, from_cache)
-        _last = (source, probe)
+        _last = (source, probe) if len(source) <= KEEP_PROBE_CHARS else None
         return probe
+
+
+def release(probe: Probe) -> bool:
+    """Done with ``probe``: unless it is the one kept, drop mypy's reference to its build.
+
+    mypy's build leaves a process-global reference to every module it analysed
+    (``mypy.modules_state``, for resolving cross-references lazily) until the next build:
+    it would keep the probe's trees and types alive through the rest of the compile.
+    Returns whether the probe is let go: then, once the caller drops its own references,
+    only the garbage collector can free it (mypy's objects are full of reference cycles).
+    """
+    with _LOCK:
+        if _last is not None and _last[1] is probe:
+            return False
+        from mypy.modules_state import modules_state
+
+        if modules_state.modules.get(PROBE_MODULE) is probe.tree:
+            modules_state.modules = {}
+            modules_state.node_fixer = None
+        return True
+
+
+@contextlib.contextmanager
+def _collector_kept() -> Iterator[None]:
+    """Run mypy's build without its process-wide changes to the garbage collector: it sets
+    its own thresholds and switches the collector back on (in the middle of a compile that
+    paused it)."""
+    enabled, thresholds = gc.isenabled(), gc.get_threshold()
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        if not enabled:
+            gc.disable()

@@ -66,3 +66,40 @@ def test_user_mypy_configuration_is_not_picked_up(tmp_path: Path) -> None:
     assert done.stderr.strip().endswith(
         'error: double(value=...) expects int, got str from each_word["word"]'), done.stderr
     assert "warning" not in done.stderr
+
+
+def test_the_check_leaves_the_garbage_collector_as_it_found_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """mypy's build sets its own collector thresholds and switches the collector on; a
+    compile pauses it (and a user's process may have tuned it)."""
+    import gc
+
+    monkeypatch.setattr(probe, "_last", None)
+    before = gc.get_threshold()
+    gc.set_threshold(1234, 5, 6)
+    gc.disable()
+    try:
+        probe.run_probe("x: int = 1\n", ())
+        assert gc.get_threshold() == (1234, 5, 6)
+        assert not gc.isenabled()
+    finally:
+        gc.set_threshold(*before)
+        gc.enable()
+
+
+def test_a_big_probe_is_let_go_once_the_check_is_done(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A big graph's probe (mypy's trees, every expression's type) must not outlive the
+    check: neither in the cache of the last probe nor through mypy's process-global state."""
+    from mypy.modules_state import modules_state
+
+    monkeypatch.setattr(probe, "_last", None)
+    small = probe.run_probe("x: int = 1\n", ())
+    assert probe._last is not None and probe._last[1] is small
+    assert not probe.release(small)  # kept for the next compile of the same graph
+    big_source = "".join(f"def f_{i}(x: int) -> int:\n    return x + {i}\n\n"
+                         for i in range(probe.KEEP_PROBE_CHARS // 30))
+    big = probe.run_probe(big_source, ())
+    assert probe._last is None
+    assert modules_state.modules.get(probe.PROBE_MODULE) is big.tree
+    assert probe.release(big)
+    assert probe.PROBE_MODULE not in modules_state.modules
