@@ -104,7 +104,7 @@ def _import(path: str, name: str) -> types.ModuleType:
 
 def _engine_and_compiled(variant: str, policy: str) -> tuple[Runner, Runner]:
     path = _graph_file(variant, policy)
-    name, graph = select_graph(find_graphs(load_module(path)), None, path)
+    _name, graph = select_graph(find_graphs(load_module(path)), None, path)
     engine = Engine(graph)
     out = path[:-3] + "_O2.py"
     with open(out, "w", encoding="utf-8") as f:
