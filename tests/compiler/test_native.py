@@ -45,15 +45,13 @@ from tests.compiler.helpers import (
     outcome,
 )
 from tests.compiler.projects import engine_graph
-from tests.golden.cases import CASES, REPO, golden_path
+from tests.golden.cases import CASES, golden_path
 
 pytestmark = pytest.mark.skipif(missing_toolchain() is not None,
                                 reason=f"no native build here: {missing_toolchain()}")
 
 FIXTURES = Path(__file__).parent / "fixtures" / "native"
 EXTRA = {  # graph name -> (graph file, inputs)
-    "branching": (os.path.join(REPO, "examples", "branching.py"),
-                  ({"paths": ["a.wav", "b.png", "c.txt", "d.mp3"]}, {"paths": []})),
     "policies": (str(FIXTURES / "policies.py"), ({"items": [1, 2, 2, 5]}, {"items": [3, 4]})),
     "values": (str(FIXTURES / "values.py"), (
         {"xs": [1, 2.5, True], "n": 2, "limit": 1},  # int, float, bool where float is said

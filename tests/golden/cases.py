@@ -15,6 +15,7 @@ class Case:
     name: str
     path: str  # relative to the repo
     inputs: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    on_ray: bool = True  # the Ray target compiles it (it refuses branches and policies)
 
     @property
     def abspath(self) -> str:
@@ -25,6 +26,10 @@ CASES = (
     Case("streaming", "examples/streaming.py", ({"numbers": [1, 2, 3]}, {"numbers": []})),
     Case("collect", "examples/collect.py", ({"numbers": [1, 2, 3]}, {"numbers": [5]})),
     Case("loop", "examples/loop.py", ({}, {"count": 3}, {"count": 9})),
+    Case("branching", "examples/branching.py",
+         ({"paths": ["a.wav", "b.png", "c.txt"]}, {"paths": []}), on_ray=False),
+    Case("policies", "examples/policies.py", ({"urls": ["a", "b", "a", "c"]}, {"urls": []}),
+         on_ray=False),
     Case("async_fanout", "tests/golden/graphs/async_fanout.py",
          ({"numbers": [1, 2, 3, 4, 5]}, {"numbers": []})),
     Case("nested_generators", "tests/golden/graphs/nested_generators.py",
@@ -34,6 +39,7 @@ CASES = (
     Case("loop_in_graph", "tests/golden/graphs/loop_in_graph.py", ({"base": 1}, {"base": 30})),
     Case("asyncgen", "tests/golden/graphs/asyncgen.py", ({"count": 4}, {"count": 0})),
 )
+RAY_TARGET_CASES = tuple(case for case in CASES if case.on_ray)
 GOLDEN_LEVELS = (0, 2)
 RAY_CASES = ("diamond", "loop_in_graph")  # their ``--target ray`` modules are pinned too
 

@@ -18,7 +18,7 @@ from compiler.frontend.load import find_graphs, load_module, select_graph
 from operonx.core import END, PARENT, START, Engine, GraphOp
 from tests.compiler import oplib
 from tests.compiler.helpers import assert_equivalent, load_source, normalise_collect, outcome
-from tests.golden.cases import CASES, Case
+from tests.golden.cases import RAY_TARGET_CASES, Case
 from tests.ray import rayops
 
 
@@ -32,7 +32,7 @@ def golden_graph(case: Case) -> Any:
     return select_graph(find_graphs(load_module(case.abspath)), None, case.abspath)[1]
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+@pytest.mark.parametrize("case", RAY_TARGET_CASES, ids=lambda c: c.name)
 def test_golden_graph_equivalence(case: Case, ray_workdir: Path) -> None:
     graph = golden_graph(case)
     module = compile_ray(graph, ray_workdir, 2, case.abspath)
@@ -42,7 +42,7 @@ def test_golden_graph_equivalence(case: Case, ray_workdir: Path) -> None:
 
 def test_unfused_module_is_equivalent_too(ray_workdir: Path) -> None:
     """-O0: no fused chains, one task per op execution."""
-    case = next(c for c in CASES if c.name == "diamond")
+    case = next(c for c in RAY_TARGET_CASES if c.name == "diamond")
     graph = golden_graph(case)
     module = compile_ray(graph, ray_workdir, 0, case.abspath)
     assert "fused sync chains: none" in Path(module.__file__).read_text()
@@ -51,8 +51,8 @@ def test_unfused_module_is_equivalent_too(ray_workdir: Path) -> None:
 
 
 def test_input_errors_match(ray_workdir: Path) -> None:
-    graph = golden_graph(CASES[0])
-    module = compile_ray(graph, ray_workdir, 2, CASES[0].abspath)
+    graph = golden_graph(RAY_TARGET_CASES[0])
+    module = compile_ray(graph, ray_workdir, 2, RAY_TARGET_CASES[0].abspath)
     for bad in ({}, {"numbers": [1], "extra": 2}, {"nums": [1]}):
         want = outcome(lambda b=bad: Engine(graph).run_sync(b))
         got = outcome(lambda b=bad: module.run_sync(b))

@@ -18,10 +18,10 @@ import pytest
 from compiler import compile_file, compile_graph
 from tests.compiler import oplib
 from tests.compiler.test_properties import STEPS, build
-from tests.golden.cases import CASES, RAY_CASES, REPO, Case, golden_path, render
+from tests.golden.cases import RAY_CASES, RAY_TARGET_CASES, REPO, Case, golden_path, render
 
 HINT = "regenerate with `make golden` and review the diff"
-PINNED = [c for c in CASES if c.name in RAY_CASES]
+PINNED = [c for c in RAY_TARGET_CASES if c.name in RAY_CASES]
 
 
 @pytest.fixture(autouse=True)
@@ -38,8 +38,8 @@ def test_golden_ray_module_matches(case: Case) -> None:
 
 
 def test_ray_output_does_not_depend_on_hash_seed() -> None:
-    script = ("import sys; from tests.golden.cases import CASES, render; "
-              "sys.stdout.write(''.join(render(c, 'ray') for c in CASES))")
+    script = ("import sys; from tests.golden.cases import RAY_TARGET_CASES, render; "
+              "sys.stdout.write(''.join(render(c, 'ray') for c in RAY_TARGET_CASES))")
     outputs = set()
     for seed in ("1", "2"):
         env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": REPO}
@@ -55,7 +55,7 @@ def modules(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     files, and random graphs, as files."""
     directory = tmp_path_factory.mktemp("ray-modules")
     files = []
-    for case in CASES:
+    for case in RAY_TARGET_CASES:
         for level in (2, 0) if case in PINNED else (2,):
             target = directory / f"{case.name}_ray_O{level}.py"
             result = compile_file(os.path.join(REPO, case.path), opt_level=level, target="ray")

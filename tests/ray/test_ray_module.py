@@ -20,10 +20,10 @@ from compiler.targets.ray.generate import RUNTIME
 from operonx.core import Engine
 from tests.compiler.helpers import load_source
 from tests.compiler.test_standalone import BLOCKER
-from tests.golden.cases import CASES
+from tests.golden.cases import RAY_TARGET_CASES
 from tests.ray.cluster import Cluster
 
-LOOP = next(c for c in CASES if c.name == "loop_in_graph")
+LOOP = next(c for c in RAY_TARGET_CASES if c.name == "loop_in_graph")
 ERRORS = ("OperonxError", "GraphError", "InputError", "OpError", "LoopLimitExceeded")
 # What the plan writer names, next to the runtime's fixed names.
 GENERATED_PREFIXES = ("_stage_", "_until_", "_REGION_", "_SCOPE_")
@@ -61,7 +61,7 @@ def test_error_classes_match_operonx(tmp_path: Path) -> None:
 
 def test_every_runtime_name_is_reserved() -> None:
     """Copied code is renamed away from RESERVED; a runtime name missing there could clash."""
-    for case in CASES:
+    for case in RAY_TARGET_CASES:
         source = compile_file(case.abspath, target="ray").source
         runtime = source[source.index("# -------- errors and frames"):]  # after the copied code
         for node in ast.parse(runtime).body:
@@ -84,7 +84,7 @@ def test_inputs_and_result_are_the_local_modules(tmp_path: Path) -> None:
 
     pytest.importorskip("ray")  # the module imports it
 
-    for case in CASES:
+    for case in RAY_TARGET_CASES:
         local = load_source(compile_file(case.abspath).source, tmp_path, "local")
         on_ray = load_source(compile_file(case.abspath, target="ray").source, tmp_path, "ray")
         for name in ("Inputs", "Result", "ErrorInfo"):
