@@ -1228,7 +1228,7 @@ def _paced(ns: Namespace, hint: str, limit: int, body: Stmts, name: ast.expr) ->
         DONE = 0
         while True:
             BATCH = min(_PACE.ticks, LIMIT - DONE)
-            for _ in itertools.repeat(None, BATCH):
+            for PASS in itertools.repeat(None, BATCH):
                 BODY
             else:
                 DONE += BATCH
@@ -1238,7 +1238,9 @@ def _paced(ns: Namespace, hint: str, limit: int, body: Stmts, name: ast.expr) ->
                 continue
             break
     """, DONE=ns.fresh(f"{hint}_done"), BATCH=ns.fresh(f"{hint}_batch"), LIMIT=py.lit(limit),
-        BODY=body, NAME=name)
+        BODY=body, NAME=name,
+        # a fresh name, never ``_``: the user's code may call an op or helper named ``_``
+        PASS=ns.fresh(f"_{hint}_pass"))
 
 
 class LoopWriter:

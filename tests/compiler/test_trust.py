@@ -187,6 +187,22 @@ def test_class3_ops_named_like_generated_locals(name: str, tmp_path: Path) -> No
     """, {name: [1, 2, 3]})
 
 
+def test_class3_an_op_named_underscore_runs_in_an_inlined_loop(tmp_path: Path) -> None:
+    """The run path's loop batches once iterated under ``_``, which hid the op ``_``."""
+    each_level(tmp_path, """
+        @op
+        def _(n: int) -> dict[str, int]:
+            return {"n": n + 1}
+
+        with GraphOp(name="graph") as graph:
+            with GraphOp.loop(until="n >= 3", n=0) as loop:
+                s = _(n=PARENT["n"])
+                s["n"] >> PARENT["n"]
+                START >> s >> END
+            START >> loop >> END
+    """, {})
+
+
 def test_class3_keys_that_are_not_identifiers(tmp_path: Path) -> None:
     each_level(tmp_path, """
         @op
