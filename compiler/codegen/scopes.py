@@ -672,8 +672,9 @@ class ScopeWriter:
                 out += py.stmts("M = _FAILED", M=marker)
         elif st.gate is not None and st.kind == "call":
             # The marker, or whatever the op returns (None included, until the outputs check
-            # turns it into an error): the readers' typed locals carry the precise types.
-            out += py.stmts("M: Any = _SKIPPED", M=marker)
+            # turns it into an error): ``object``, which mypy narrows to the op's return type
+            # where the op runs; the readers' typed locals carry the precise types.
+            out += py.stmts("M: object = _SKIPPED", M=marker)
         elif st.gate is not None and (st.kind != "gen" or self._needs_var(st)):
             out += py.stmts("M = _SKIPPED", M=marker)
         inner = ctx.nest((1 if guard is not None else 0) + (2 if st.gate is not None else 0))
