@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from compiler.typecheck import mypytypes as mt
-from operonx.ir.model import Const, Graph, OpDef, OpKind
+from operonx.ir.model import Coalesce, Const, Graph, OpDef, OpKind
 
 if TYPE_CHECKING:
     from mypy.nodes import Expression, FuncDef
@@ -92,6 +92,11 @@ def arg_key(scope: Graph, node_name: str, arg: str) -> tuple[str, int, str]:
     return ("arg", id(scope), f"{node_name}\0{arg}")
 
 
+def default_key(scope: Graph, node_name: str, arg: str) -> tuple[str, int, str]:
+    """The literal default of a ``coalesce(...)`` argument (its last option)."""
+    return ("default", id(scope), f"{node_name}\0{arg}")
+
+
 def state_key(loop: Graph, key: str) -> tuple[str, int, str]:
     return ("state", id(loop), key)
 
@@ -107,6 +112,8 @@ def collect_literals(graph: Graph) -> Literals:
             for arg, source in node.args.items():
                 if isinstance(source, Const):
                     literals.add(arg_key(scope, node.name, arg), source.value)
+                elif isinstance(source, Coalesce) and isinstance(source.options[-1], Const):
+                    literals.add(default_key(scope, node.name, arg), source.options[-1].value)
         for key, value in scope.state.items():
             literals.add(state_key(scope, key), value)
         for key, source in scope.declared_inputs.items():

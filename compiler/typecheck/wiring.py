@@ -18,10 +18,13 @@ initialised to ``None`` has the type ``W | None`` (W: the write-back's type), an
 whose initial type holds ``Any`` (``[]``) takes an equivalent, more precise write-back
 type.
 
-Branching (SPEC §8) plugs in at :meth:`Wiring.source_type` (a ``coalesce`` source: the
-union of its arguments' types) and at :func:`result_required` (a result whose
-producer may be skipped at depth 0 is ``NotRequired``); unknown source kinds are
-``Any``, so they can never cause an error.
+A ``coalesce(a["k"], b["k"], default)`` argument (SPEC §8) gives whichever option is
+there, so its type is the union of its options' types (refs as above, the default a
+``PARENT`` key or a literal); one unknown option makes the whole union unknown. A
+``PARENT`` default is read by the parameter like a plain ``PARENT`` argument.
+:func:`result_required` is where a result whose producer may be skipped at depth 0
+becomes ``NotRequired``; unknown source kinds are ``Any``, so they can never cause an
+error.
 """
 
 from __future__ import annotations
@@ -33,9 +36,26 @@ from typing import TYPE_CHECKING
 from compiler.errors import CompileError
 from compiler.typecheck import locate
 from compiler.typecheck import mypytypes as mt
-from compiler.typecheck.inference import OpSignature, arg_key, input_key, state_key
+from compiler.typecheck.inference import (
+    OpSignature,
+    arg_key,
+    default_key,
+    input_key,
+    state_key,
+)
 from compiler.typecheck.locate import Site, quoted
-from operonx.ir.model import Const, Graph, InputRef, Node, NodeKind, OutputRef, ResultSpec, Source
+from operonx.ir.model import (
+    Coalesce,
+    Const,
+    Graph,
+    InputRef,
+    Node,
+    NodeKind,
+    OutputRef,
+    ResultSpec,
+    Source,
+    leaves,
+)
 
 if TYPE_CHECKING:
     from mypy.nodes import TypeInfo
@@ -139,14 +159,14 @@ class Wiring:
         found: dict[str, list[Reader]] = {}
         for node in scope.nodes.values():
             for arg, source in node.args.items():
-                if not isinstance(source, InputRef):
-                    continue
-                if node.op is not None:
-                    reader = Reader(self.signatures[id(node.op)].param(arg), node, arg)
-                    found.setdefault(source.key, []).append(reader)
-                elif node.body is not None:
-                    inner = self.readers(node.body).get(arg, [])
-                    found.setdefault(source.key, []).extend(inner)
+                # A coalesce's PARENT default is read whenever no producer ran.
+                for read in (s for s in leaves(source) if isinstance(s, InputRef)):
+                    if node.op is not None:
+                        reader = Reader(self.signatures[id(node.op)].param(arg), node, arg)
+                        found.setdefault(read.key, []).append(reader)
+                    elif node.body is not None:
+                        inner = self.readers(node.body).get(arg, [])
+                        found.setdefault(read.key, []).extend(inner)
         self._readers[id(scope)] = found
         return found
 
@@ -280,7 +300,21 @@ class Wiring:
         if isinstance(source, OutputRef):
             value = outputs.get(source.node, {}).get(source.key, mt.unknown())
             return mt.list_of(value, self.list_info) if source.collect is not None else value
-        return mt.unknown()  # a source kind this check does not know yet (SPEC §8)
+        if isinstance(source, Coalesce):
+            options = self.option_types(scope, node, arg, source, parent, outputs)
+            if any(mt.is_unknown(t) for t in options):
+                return mt.unknown()  # never guess: one unknown option could be anything
+            return mt.union(options)
+        return mt.unknown()  # a source kind this check does not know (never an error)
+
+    def option_types(self, scope: Graph, node: Node, arg: str, source: Coalesce,
+                     parent: dict[str, ProperType],
+                     outputs: dict[str, dict[str, ProperType]]) -> list[ProperType]:
+        """The type of each option of a ``coalesce``, first to last."""
+        return [self.literals.get(default_key(scope, node.name, arg), mt.unknown())
+                if isinstance(option, Const)
+                else self.source_type(scope, node, arg, option, parent, outputs)
+                for option in source.options]
 
     def check_argument(self, scope: Graph, node: Node, arg: str, source: Source,
                        expected: ProperType, parent: dict[str, ProperType],
@@ -290,9 +324,25 @@ class Wiring:
             return
         site = arg_site(node, arg)
         wanted = self.describe(expected)
+        hint = _hint(scope, source)
+        if isinstance(source, Coalesce):
+            options = self.option_types(scope, node, arg, source, parent, outputs)
+            hint = self._misfits(source, options, expected, wanted)
         self.problem(site, f"{_what(node, arg, site)} expects {wanted}, got "
                            f"{self.describe_value(actual, wanted)} from {_describe_source(source)}",
-                     _hint(scope, source))
+                     hint)
+
+    def _misfits(self, source: Coalesce, options: list[ProperType], expected: ProperType,
+                 wanted: str) -> str | None:
+        """Which options of a refused ``coalesce`` do not fit: ``b["k"] is str``."""
+        misfits = []
+        for option, t in zip(source.options, options, strict=True):
+            if not mt.is_compatible(t, expected, self.options):
+                what = _describe_option(option)
+                if not isinstance(option, OutputRef):  # only the last option can be
+                    what = f"the default {what}"
+                misfits.append(f"{what} is {self.describe_value(t, wanted)}")
+        return "; ".join(misfits) or None
 
     # ---------------------------------------------------------------- output
 
@@ -333,7 +383,14 @@ def _describe_source(source: Source) -> str:
         if source.collect == "ordered":
             return f"{ref}.collect(ordered=True)"
         return f"{ref}.collect()" if source.collect else ref
+    if isinstance(source, Coalesce):
+        return f"coalesce({', '.join(_describe_option(o) for o in source.options)})"
     return "its source"
+
+
+def _describe_option(option: Const | InputRef | OutputRef) -> str:
+    """An option as written inside ``coalesce(...)``: a literal default is its repr."""
+    return _short_repr(option.value) if isinstance(option, Const) else _describe_source(option)
 
 
 def _hint(scope: Graph, source: Source) -> str | None:

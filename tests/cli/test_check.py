@@ -58,6 +58,18 @@ def test_check_reports_every_problem_and_writes_nothing(typed: Path, invoke: Inv
     assert sorted(p.name for p in typed.iterdir()) == before
 
 
+@pytest.mark.parametrize("command", ["check", "compile"])
+def test_a_coalesce_of_mixed_types_is_refused(typed: Path, invoke: Invoke, command: str) -> None:
+    shutil.copy(TYPECHECK / "bad" / "coalesce_mixed.py", typed / "mixed.py")
+    before = sorted(p.name for p in typed.iterdir())
+    result = invoke(command, "mixed.py", *(["-o", "out.py"] if command == "compile" else []))
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == (
+        'mixed.py:24:22: error: double(value=...) expects int, got str | int from '
+        'coalesce(spell["text"], keep["n"])\n  hint: spell["text"] is str\n')
+    assert sorted(p.name for p in typed.iterdir()) == before
+
+
 TWO_GRAPHS = """\
 from operonx.core import END, PARENT, START, GraphOp, op
 

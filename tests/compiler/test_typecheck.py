@@ -94,6 +94,18 @@ WRONG_WIRING = {
     "async_generator.py": [
         'async_generator.py:22:19: error: label(tick=...) expects int, got float from '
         'ticks["tick"]'],
+    "coalesce_mixed.py": [
+        'coalesce_mixed.py:24:22: error: double(value=...) expects int, got str | int from '
+        'coalesce(spell["text"], keep["n"])',
+        '  hint: spell["text"] is str'],
+    "coalesce_default.py": [
+        'coalesce_default.py:24:22: error: double(value=...) expects int, got int | str from '
+        'coalesce(small["n"], big["n"], \'none\')',
+        "  hint: the default 'none' is str"],
+    "coalesce_parent_default.py": [
+        'coalesce_parent_default.py:25:18: error: shout(text=...) expects str, but '
+        'PARENT["fallback"] is also read as int by double(value=...) (line 24)',
+        "  hint: one input has one type: make the annotations agree"],
     "several_problems.py": [
         'several_problems.py:24:9: error: needs_int(value=...) expects int, got str from '
         'source["text"]',
@@ -211,6 +223,60 @@ def test_sub_graph_results_are_lists_outside_the_stream() -> None:
     assert dict(types.scope(inner).inputs) == {"text": "str"}
     assert dict(types.scope(inner).outputs["deeper"]) == {"loud": "str"}
     assert {k: f.text for k, f in types.inputs.items()} == {"prefix": "str", "text": "str"}
+
+
+def test_a_coalesce_gives_the_union_of_its_options() -> None:
+    """Two int arms feed a sub-graph an ``int``; a PARENT default takes the reader's type."""
+    types, graph = typed_graph(GOOD / "coalesce.py")
+    inner = graph.nodes["inner"].body
+    assert inner is not None
+    assert dict(types.scope(inner).inputs) == {"n": "int"}
+    assert {k: f.text for k, f in types.inputs.items()} == {
+        "v": "int", "fallback": "int", "items": "list[int]"}
+
+
+UNKNOWN_OPTION = """\
+from typing import Any
+
+from operonx.core import END, PARENT, START, GraphOp, coalesce, if_, op
+
+
+@op
+def known(n: int) -> dict[str, str]:
+    return {"v": str(n)}
+
+
+@op
+def unknown(n: int) -> dict[str, Any]:
+    return {"v": n}
+
+
+@op
+def use(value: int) -> dict[str, int]:
+    return {"out": value}
+
+
+with GraphOp(name="g") as graph:
+    a = known(n=PARENT["n"])
+    b = unknown(n=PARENT["n"])
+    c = use(value=coalesce(OPTIONS))
+    START >> if_(PARENT["n"] > 1, a).else_(b)
+    [a, b] >> c >> END
+"""
+
+
+@pytest.mark.parametrize("options", [
+    'a["v"], b["v"]',  # b's output is Any
+    'a["v"], frozenset({1})',  # a default whose type the probe cannot read back
+])
+def test_a_coalesce_with_an_unknown_option_checks_nothing(options: str, tmp_path: Path) -> None:
+    """One option of unknown type could be anything: the union is unknown, not refused."""
+    path = tmp_path / "unknown_option.py"
+    path.write_text(UNKNOWN_OPTION.replace("OPTIONS", options))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TypeCheckWarning)  # the analysis ran: it knows nothing
+        assert check_file(str(path)) == ("graph",)
+    assert types_of(path).inputs["n"].text == "int"
 
 
 def test_what_cannot_be_known_is_any_and_checks_nothing() -> None:
