@@ -54,7 +54,13 @@ from multiprocessing.connection import Connection as _Connection
 from multiprocessing.process import BaseProcess as _BaseProcess
 from typing import Any
 
-from operonx.engine.cpu_worker import _READY, decode_reply, encode_request, in_worker, worker_main
+from operonx.engine.cpu_worker import (
+    _READY,
+    decode_reply,
+    encode_request,
+    in_worker,
+    worker_entry,
+)
 
 START_METHOD = "forkserver" if "forkserver" in _multiprocessing.get_all_start_methods() \
     else "spawn"
@@ -99,7 +105,7 @@ class WorkerDied(RuntimeError):
     """A worker process died (or could not start) before answering."""
 
 
-# ---------------------------------------------------------------------------- workers
+# -------- workers --------------------------------------------------------------------------------
 
 
 class _Worker:
@@ -137,7 +143,7 @@ class _Worker:
 def _start_worker(context: _multiprocessing.context.BaseContext) -> _Worker:
     parent_end, child_end = context.Pipe(duplex=True)
     process: _BaseProcess = context.Process(  # type: ignore[attr-defined]
-        target=worker_main, args=(child_end,), name="operonx-cpu-worker")
+        target=worker_entry(), args=(child_end,), name="operonx-cpu-worker")
     try:
         process.start()
     except BaseException:
@@ -166,7 +172,7 @@ _IMPORT_HINT = ("; worker processes import the main script and each op's module,
                 'belongs under `if __name__ == "__main__":`')
 
 
-# ------------------------------------------------------------------------------- pool
+# -------- pool -----------------------------------------------------------------------------------
 
 
 class CpuPool:
@@ -362,7 +368,7 @@ def _fail_if_waiting(waiter: asyncio.Future[_Worker]) -> None:
         waiter.set_exception(RuntimeError("the bound='cpu' process pool was shut down"))
 
 
-# ---------------------------------------------------------------- the shared pools
+# -------- the shared pools -----------------------------------------------------------------------
 
 _pools: dict[int, CpuPool] = {}
 _pools_lock = threading.Lock()

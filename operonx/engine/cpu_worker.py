@@ -25,9 +25,14 @@ the copied user code may own the plain names (``os``, ``pickle``...).
 
 from __future__ import annotations
 
+import operator
 import pickle as _pickle
+import runpy as _runpy
 import signal as _signal
+import sys
 import traceback as _traceback
+import types as _types
+from collections.abc import Callable
 from multiprocessing.connection import Connection as _Connection
 from typing import Any
 
@@ -74,7 +79,7 @@ def _stand_in(module: str, qualname: str, message: str) -> WorkerException:
     return cls(message)
 
 
-# ------------------------------------------------------------------- the parent side
+# -------- the parent side ------------------------------------------------------------------------
 
 
 def encode_request(op_blob: bytes, label: str, kwargs: dict[str, Any]) -> bytes:
@@ -117,7 +122,7 @@ def _unpickle_exception(blob: bytes) -> Exception | None:
     return raised if isinstance(raised, Exception) else None
 
 
-# ------------------------------------------------------------------- the worker side
+# -------- the worker side ------------------------------------------------------------------------
 
 
 def worker_main(conn: _Connection) -> None:
@@ -126,6 +131,7 @@ def worker_main(conn: _Connection) -> None:
     # cancels the run and stops the workers it no longer needs).
     _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
     _mark_worker()
+    _adopt_home_module()
     try:
         conn.send_bytes(_READY)
     except OSError:
@@ -207,7 +213,7 @@ def _transfer_error(what: str, exc: Exception) -> _pickle.PicklingError:
     return _pickle.PicklingError(f"{what}: {type(exc).__name__}: {exc}")
 
 
-# ------------------------------------------------------------- am I a worker process?
+# -------- am I a worker process? -----------------------------------------------------------------
 
 _IN_WORKER = False
 
@@ -221,3 +227,75 @@ def in_worker() -> bool:
     """True in a worker process (where a graph that runs cpu ops means a missing guard)."""
     return _IN_WORKER
 
+
+# -------- how a new worker process finds worker_main ---------------------------------------------
+
+
+def worker_entry() -> Any:
+    """The ``target`` of a new worker process: :func:`worker_main`, found there by name.
+
+    A worker unpickles its target by module and name. multiprocessing imports the main
+    script itself; a module imported by name is imported again by name. A module loaded
+    from a file under a name no fresh process can import (a compiled module loaded with
+    ``importlib.util.spec_from_file_location``, say) is run from its file instead, under
+    its own name, and :func:`worker_main` is taken from what that defines.
+    """
+    module = worker_main.__module__
+    file = globals().get("__file__")
+    if module == "__main__" or importable_by_name(module) or not isinstance(file, str):
+        return worker_main
+    return _DefinedIn(_RunFile(file, module), worker_main.__name__)
+
+
+class _RunFile:
+    """Unpickles to the namespace of ``file`` run as module ``module`` (``runpy.run_path``)."""
+
+    def __init__(self, file: str, module: str) -> None:
+        self.file = file
+        self.module = module
+
+    def __reduce__(self) -> tuple[Callable[..., Any], tuple[str, None, str]]:
+        return _runpy.run_path, (self.file, None, self.module)
+
+
+class _DefinedIn:
+    """Unpickles to ``namespace[name]``."""
+
+    def __init__(self, namespace: _RunFile, name: str) -> None:
+        self.namespace = namespace
+        self.name = name
+
+    def __reduce__(self) -> tuple[Callable[..., Any], tuple[_RunFile, str]]:
+        return operator.getitem, (self.namespace, self.name)
+
+
+def _adopt_home_module() -> None:
+    """In a worker that runpy started from the file of this code's module (see
+    :func:`worker_entry`), that module is not in ``sys.modules``: register it, so that
+    the ops pickled by name (``module.op``) are found in it."""
+    home = globals()
+    name = home["__name__"]
+    if name not in sys.modules:
+        module = _types.ModuleType(name)
+        module.__dict__.update(home)
+        sys.modules[name] = module
+
+
+def importable_by_name(name: str) -> bool:
+    """Whether ``import name`` would find the module afresh (not from ``sys.modules``)."""
+    parent, _, _ = name.rpartition(".")
+    path = None
+    if parent:
+        path = getattr(sys.modules.get(parent), "__path__", None)
+        if path is None:
+            return False
+    for finder in sys.meta_path:  # what `import` asks, minus the sys.modules cache
+        find_spec = getattr(finder, "find_spec", None)
+        if find_spec is None:
+            continue
+        try:
+            if find_spec(name, path) is not None:
+                return True
+        except Exception:  # a finder's own trouble: ask the next one
+            continue
+    return False

@@ -529,5 +529,6 @@ def test_class3_runtime_names_cover_what_the_templates_bind() -> None:
         user = module_level_names(extract(graph.ir, reserved=RUNTIME_NAMES))
         bound = {s.get_name() for s in symtable.symtable(source, "<module>", "exec").get_symbols()
                  if s.is_assigned() or s.is_imported() or s.is_namespace()}
-        generated = {n for n in bound if n.startswith(("_fast_", "_traced_"))}
+        generated = {n for n in bound
+                     if n.startswith(("_fast_", "_traced_", "_invoke_", "_policy_"))}
         assert bound - user - generated <= RUNTIME_NAMES, case.name
