@@ -43,7 +43,8 @@ RUNTIME_IMPORTS = (
     # under _-prefixed names, since the copied code may own the plain ones.
     "import atexit as _atexit", "import multiprocessing as _multiprocessing",
     "import os as _os", "import pickle as _pickle", "import signal as _signal",
-    "import runpy as _runpy", "import traceback as _traceback", "import types as _types",
+    "import importlib as _importlib", "import importlib.util as _importlib_util",
+    "import traceback as _traceback",
     "from multiprocessing.connection import Connection as _Connection",
     "from multiprocessing.process import BaseProcess as _BaseProcess",
 )

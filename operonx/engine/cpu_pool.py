@@ -101,8 +101,12 @@ async def run_in_worker(workers: int, op_blob: bytes, label: str,
     return decode_reply(await shared_pool(workers).run(request))
 
 
-class WorkerDied(RuntimeError):
-    """A worker process died (or could not start) before answering."""
+class WorkerDied(Exception):
+    """A worker process died (or could not start) before answering.
+
+    An ``Exception``, not a ``RuntimeError``: mypyc (``operonx compile --native``, which
+    compiles this code in a module) cannot subclass most builtin exception types.
+    """
 
 
 # -------- workers --------------------------------------------------------------------------------

@@ -25,13 +25,13 @@ the copied user code may own the plain names (``os``, ``pickle``...).
 
 from __future__ import annotations
 
+import importlib as _importlib
+import importlib.util as _importlib_util
 import operator
 import pickle as _pickle
-import runpy as _runpy
 import signal as _signal
 import sys
 import traceback as _traceback
-import types as _types
 from collections.abc import Callable
 from multiprocessing.connection import Connection as _Connection
 from typing import Any
@@ -131,7 +131,6 @@ def worker_main(conn: _Connection) -> None:
     # cancels the run and stops the workers it no longer needs).
     _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
     _mark_worker()
-    _adopt_home_module()
     try:
         conn.send_bytes(_READY)
     except OSError:
@@ -237,48 +236,37 @@ def worker_entry() -> Any:
     A worker unpickles its target by module and name. multiprocessing imports the main
     script itself; a module imported by name is imported again by name. A module loaded
     from a file under a name no fresh process can import (a compiled module loaded with
-    ``importlib.util.spec_from_file_location``, say) is run from its file instead, under
-    its own name, and :func:`worker_main` is taken from what that defines.
+    ``importlib.util.spec_from_file_location``, say) is loaded the same way in the worker:
+    from its file, under its name, registered in ``sys.modules`` (so that the ops pickled
+    by name are found in it) before it runs.
     """
-    module = worker_main.__module__
+    name = worker_main.__module__
     file = globals().get("__file__")
-    if module == "__main__" or importable_by_name(module) or not isinstance(file, str):
+    if name == "__main__" or importable_by_name(name) or not isinstance(file, str):
         return worker_main
-    return _DefinedIn(_RunFile(file, module), worker_main.__name__)
+    spec = _Call(_importlib_util.spec_from_file_location, name, file)
+    module = _Call(_importlib_util.module_from_spec, spec)
+    registered = _Call(operator.setitem, _Call(getattr, _Call(_importlib.import_module, "sys"),
+                                               "modules"), name, module)
+    executed = _Call(_Call(getattr, _Call(getattr, spec, "loader"), "exec_module"), module)
+    # The arguments of a call are rebuilt in order: registered, executed, then the module.
+    loaded = _Call(operator.getitem, (registered, executed, module), 2)
+    return _Call(getattr, loaded, worker_main.__name__)
 
 
-class _RunFile:
-    """Unpickles to the namespace of ``file`` run as module ``module`` (``runpy.run_path``)."""
+class _Call:
+    """Unpickles to ``fn(*args)``, called where it is unpickled (``fn`` and ``args`` may be
+    ``_Call`` too; one ``_Call`` pickled twice is called once and its result used twice)."""
 
-    def __init__(self, file: str, module: str) -> None:
-        self.file = file
-        self.module = module
+    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
+        self.fn = fn
+        self.args = args
 
-    def __reduce__(self) -> tuple[Callable[..., Any], tuple[str, None, str]]:
-        return _runpy.run_path, (self.file, None, self.module)
+    def __reduce__(self) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+        return self.fn, self.args
 
-
-class _DefinedIn:
-    """Unpickles to ``namespace[name]``."""
-
-    def __init__(self, namespace: _RunFile, name: str) -> None:
-        self.namespace = namespace
-        self.name = name
-
-    def __reduce__(self) -> tuple[Callable[..., Any], tuple[_RunFile, str]]:
-        return operator.getitem, (self.namespace, self.name)
-
-
-def _adopt_home_module() -> None:
-    """In a worker that runpy started from the file of this code's module (see
-    :func:`worker_entry`), that module is not in ``sys.modules``: register it, so that
-    the ops pickled by name (``module.op``) are found in it."""
-    home = globals()
-    name = home["__name__"]
-    if name not in sys.modules:
-        module = _types.ModuleType(name)
-        module.__dict__.update(home)
-        sys.modules[name] = module
+    def __call__(self, *args: Any) -> Any:  # pickle insists that ``fn`` be callable
+        raise TypeError("a _Call is called only by unpickling it")
 
 
 def importable_by_name(name: str) -> bool:
