@@ -57,6 +57,17 @@ def too_long(value: int, pid_file: str) -> dict[str, int]:
     return {"value": value}
 
 
+@op(bound="cpu", retry=2)
+def fails_once(value: int, marks: str) -> dict[str, int]:
+    """Fails the first attempt at each value (a file remembers it: attempts may run in
+    different workers), answers the second."""
+    mark = pathlib.Path(marks, str(value))
+    if not mark.exists():
+        mark.write_text(str(os.getpid()))
+        raise ConnectionError(f"first attempt at {value}")
+    return {"value": value, "pid": os.getpid()}
+
+
 def _nap(seconds: float) -> dict[str, Any]:
     start = time.monotonic()  # CLOCK_MONOTONIC: comparable across processes on one machine
     time.sleep(seconds)
@@ -96,6 +107,10 @@ with GraphOp(name="sibling_fails") as sibling_fails:
 
 with GraphOp(name="times_out") as times_out:
     START >> too_long(value=PARENT["value"], pid_file=PARENT["pid_file"]) >> END
+
+with GraphOp(name="retried") as retried:
+    gen = each(values=PARENT["values"])
+    START >> gen >> fails_once(value=gen["value"], marks=PARENT["marks"]) >> END
 
 with GraphOp(name="alone") as alone:
     gen = each(values=PARENT["values"])

@@ -199,6 +199,21 @@ def test_a_timeout_stops_the_worker_running_the_op(level: int, tmp_path: Path,
 
 
 @pytest.mark.parametrize("level", LEVELS)
+def test_a_retry_runs_the_op_in_a_worker_again(level: int, tmp_path: Path,
+                                              compile_cpu: Any) -> None:
+    module = compile_cpu("retried", level)
+    engine = Engine(engine_graph("retried"), cpu_workers=2)
+    results = []
+    for ran_by, run in {"engine": engine.run_sync, "compiled": module.run_sync}.items():
+        marks = tmp_path / ran_by
+        marks.mkdir()
+        results.append(run({"values": [1, 2, 3], "marks": str(marks)}))
+        assert sorted(int(p.name) for p in marks.iterdir()) == [1, 2, 3]  # each failed once
+        assert os.getpid() not in results[-1]["pid"]
+    assert results[0]["value"] == results[1]["value"] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("level", LEVELS)
 def test_max_concurrent_bounds_executions_in_flight(level: int, compile_cpu: Any) -> None:
     inputs = {"values": list(range(6)), "seconds": 0.05}
     for name, bound in (("alone", 1), ("pairs", 2)):
