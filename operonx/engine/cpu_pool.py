@@ -14,12 +14,14 @@ one core; worker processes can. The design, and why:
   With both, multiprocessing re-imports the parent's ``__main__`` script in each
   worker under the name ``__mp_main__`` (so its ``if __name__ == "__main__":``
   block does not run); each op's module is imported in a worker the first time
-  that worker runs the op (:mod:`operonx.core.reference`).
+  that worker runs the op (the op arrives pickled by reference: the Engine's
+  :mod:`operonx.core.reference`, a compiled module's functions by name).
 * **A cancelled execution's worker is stopped** (SIGKILL) and replaced on demand:
   a failing sibling, a timeout or a cancelled run never leaves a core busy with
   work whose result nobody will read, and the interpreter never waits for it.
-* **Exit**: an ``atexit`` hook closes idle workers' connections (they exit on
-  their own) and kills busy ones, then reaps them all — no zombies, no hang.
+* **Exit**: an ``atexit`` hook (registered with the first pool) closes idle
+  workers' connections (they exit on their own) and kills busy ones, then reaps
+  them all — no zombies, no hang.
   Workers also exit when the parent dies: their connection reaches EOF (at once
   when idle, after the execution in hand when busy).
 * Each worker runs one execution at a time; per-op ``max_concurrent`` is the
