@@ -127,6 +127,8 @@ def generate(module: ModuleIR, graph: Graph, extraction: Extraction,
         fast_functions=[fast_code] if fast_top is not None else [],
         fast_top=fast_top, fast_top_sync=is_sync_fn(module.top, "fast"),
         traced_functions=[traced_code], traced_top=traced_top,
+        # bound="cpu" ops run in worker processes: run/run_sync/stream take cpu_workers
+        cpu="_in_process" in used.names,
     )
     # The skeleton's own reads (entry points, types, checks), without the generated
     # functions (read above, as trees) and the copied code (which never reads runtime names).

@@ -37,6 +37,16 @@ RUNTIME_IMPORTS = (
     "from collections.abc import AsyncIterator, Awaitable, Callable, Mapping",
     "from dataclasses import dataclass",
     "from typing import Any, Literal, NoReturn, NotRequired, TypeVar, TypedDict, cast",
+    "import contextvars",
+    # The imports of operonx's own source files that are runtime libraries too
+    # (compiler.codegen.runtime.SOURCE_LIBRARIES: the bound="cpu" worker processes);
+    # under _-prefixed names, since the copied code may own the plain ones.
+    "import atexit as _atexit", "import multiprocessing as _multiprocessing",
+    "import os as _os", "import pickle as _pickle", "import signal as _signal",
+    "import importlib as _importlib", "import importlib.util as _importlib_util",
+    "import traceback as _traceback",
+    "from multiprocessing.connection import Connection as _Connection",
+    "from multiprocessing.process import BaseProcess as _BaseProcess",
 )
 # The public surface every module has (SPEC §6, §7), whether or not the graph uses it.
 PUBLIC_NAMES = ("run", "run_sync", "stream", "main", "Frame", "SpanContext", "OperonxError",
@@ -47,7 +57,7 @@ PUBLIC_NAMES = ("run", "run_sync", "stream", "main", "Frame", "SpanContext", "Op
 SKELETON_NAMES = frozenset({
     "annotations", "ErrorInfo", "Inputs", "Result", "_Limits", "_NO_LIMITS", "_GRAPH",
     "_REQUIRED_ORDER", "_REQUIRED", "_ACCEPTED", "_READS", "_scope_inputs", "_traced_run",
-    "run", "run_sync", "stream", "main",
+    "run", "run_sync", "stream", "main", "_run_once",
 })
 
 

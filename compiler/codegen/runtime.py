@@ -19,12 +19,21 @@ import lines it reads (:data:`~compiler.codegen.render.RUNTIME_IMPORTS`).
 To add a helper: write it at the top level of a runtime library template (a new
 ``templates/<name>.py.j2`` is picked up too) and have the code generator emit code that
 reads its name. Nothing else is registered anywhere.
+
+Some runtime libraries are operonx's own modules (:data:`SOURCE_LIBRARIES`): code the
+Engine imports and compiled modules include as text, so there is one implementation of
+it (the ``bound="cpu"`` worker processes). Such a module is standard library only, its
+top level holds only definitions, and its imports are runtime imports
+(:data:`~compiler.codegen.render.RUNTIME_IMPORTS`) or imports of an earlier source
+library (which the included text already defines); :func:`source_library_text` drops
+its docstring and imports and checks the rest.
 """
 
 from __future__ import annotations
 
 import ast
 import heapq
+import importlib.util
 import os
 import re
 import symtable
@@ -276,14 +285,75 @@ def library_files(template_dir: str) -> list[str]:
     return sorted(names, key=lambda n: n != CORE)
 
 
+# operonx modules included as runtime libraries (after the templates), in this order.
+SOURCE_LIBRARIES = ("operonx.engine.cpu_worker", "operonx.engine.cpu_pool")
+
+
+def source_library_text(module: str) -> str:
+    """The source library ``module`` (one of :data:`SOURCE_LIBRARIES`) as a runtime library."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise ValueError(f"runtime source library {module} cannot be found")
+    with open(spec.origin, encoding="utf-8") as handle:
+        text = handle.read()
+    return library_text(text, module, SOURCE_LIBRARIES[:SOURCE_LIBRARIES.index(module)])
+
+
+def library_text(text: str, module: str, earlier: Sequence[str]) -> str:
+    """The source ``text`` of module ``module`` as a runtime library: its docstring and
+    imports blanked (line numbers kept), a banner naming the file above its first line.
+    ValueError for an import that is neither a runtime import nor of an ``earlier`` library."""
+    from compiler.codegen.render import RUNTIME_IMPORTS, banner
+
+    lines = sourcesplit.lines_of(text)
+    allowed = {binding for line in RUNTIME_IMPORTS for node in ast.parse(line).body
+               for binding in _import_bindings(node)}
+    header_end = 0  # lines of the docstring and the imports
+    for position, node in enumerate(ast.parse(text).body):
+        if isinstance(node, ast.ImportFrom) and (node.module == "__future__"
+                                                 or node.module in earlier):
+            pass  # the generated module has it; the earlier library is in the same text
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            for binding in _import_bindings(node):
+                if binding not in allowed:
+                    raise ValueError(f"runtime source library {module}: "
+                                     f"`{_spell(binding)}` is not in RUNTIME_IMPORTS")
+        elif not (position == 0 and isinstance(node, ast.Expr)
+                  and isinstance(node.value, ast.Constant)):
+            break
+        header_end = _end(node)
+    relative = module.replace(".", "/") + ".py"
+    title = banner(f"copied from operonx: {relative} (the Engine runs the same code)")
+    return "\n" * (header_end - 1) + title + "\n" + "".join(lines[header_end:])
+
+
+def _import_bindings(node: ast.stmt) -> list[tuple[str, str, str, str]]:
+    """(kind, from module, name, bound name) of each name an import statement binds."""
+    if isinstance(node, ast.Import):
+        return [("import", "", a.name, a.asname or a.name.split(".")[0]) for a in node.names]
+    if isinstance(node, ast.ImportFrom):
+        return [("from", "." * node.level + (node.module or ""), a.name, a.asname or a.name)
+                for a in node.names]
+    return []
+
+
+def _spell(binding: tuple[str, str, str, str]) -> str:
+    kind, module, name, bound = binding
+    alias = "" if bound == name.split(".")[0] else f" as {bound}"
+    return f"import {name}{alias}" if kind == "import" else f"from {module} import {name}{alias}"
+
+
 @cache
 def library() -> Library:
     """Every runtime library, rendered and split into snippets (once per process)."""
     from compiler.codegen.render import environment, template_dir
 
     snippets: list[Snippet] = []
-    for rank, name in enumerate(library_files(template_dir())):
+    files = library_files(template_dir())
+    for rank, name in enumerate(files):
         snippets += parse_library(environment().get_template(name).render(), rank)
+    for rank, module in enumerate(SOURCE_LIBRARIES, start=len(files)):
+        snippets += parse_library(source_library_text(module), rank)
     return Library(tuple(snippets))
 
 

@@ -221,7 +221,7 @@ class ModuleNames:
         key = f"invoke {stage.qualname}"
         if key not in self.policies:
             assert stage.function is not None
-            how = {"async": "_awaiting", "cpu": "_in_thread"}.get(stage.flavor, "_at_once")
+            how = {"async": "_awaiting", "cpu": "_in_process"}.get(stage.flavor, "_at_once")
             var = self.ns.fresh(f"_invoke_{stage.qualname.replace('.', '__')}")
             self.policy_objects += py.stmts("V = HOW(FN)", V=var, HOW=Ident(how),
                                             FN=Ident(stage.function))
@@ -743,9 +743,9 @@ class ScopeWriter:
         if st.policy is not None:
             self._policy_call_fast(out, st, ctx)
             return
-        if st.flavor == "cpu":
-            call = py.expr("await asyncio.get_running_loop().run_in_executor("
-                           "None, functools.partial(FN, **KW))", FN=fn, KW=self._kwargs(st))
+        if st.flavor == "cpu":  # in a worker process (SPEC §10)
+            call = py.expr("await INVOKE(KW)", INVOKE=self.names.invoke(st),
+                           KW=self._inputs_dict(st))
         else:
             args, kws = self._call_args(st)
             call = py.expr("FN(*ARGS, **KW)", FN=fn, ARGS=args, KW=kws)
@@ -816,9 +816,9 @@ class ScopeWriter:
                            SEM=self.names.semaphore(st), FN=Ident(st.function),
                            KW=self._kwargs(st))
         elif st.flavor == "cpu":
-            call = py.expr("await RT.tcall(*HEAD, RT.SEM, FN, **KW)", RT=self.fn.rt, HEAD=head,
-                           SEM=self.names.semaphore(st), FN=Ident(st.function),
-                           KW=self._kwargs(st))
+            call = py.expr("await RT.cpucall(*HEAD, RT.SEM, INVOKE, **KW)", RT=self.fn.rt,
+                           HEAD=head, SEM=self.names.semaphore(st),
+                           INVOKE=self.names.invoke(st), KW=self._kwargs(st))
         else:
             call = py.expr("RT.call(*HEAD, FN, **KW)", RT=self.fn.rt, HEAD=head,
                            FN=Ident(st.function), KW=self._kwargs(st))

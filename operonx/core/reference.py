@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from operonx.engine.cpu_worker import importable_by_name
+
 
 class Unreachable(Exception):
     """A function another process cannot find by name; ``reason`` says why."""
@@ -78,7 +80,7 @@ def reference_to(fn: Callable[..., Any]) -> FunctionReference:
         problem = _main_problem(module, fn)
         if problem is not None:
             raise Unreachable(problem, "move it into a module of its own and import it")
-    elif file is None and not _importable_by_name(module_name):
+    elif file is None and not importable_by_name(module_name):
         raise Unreachable(f"its module {module_name!r} can neither be imported by name nor "
                           "loaded from a source file", "define it in a .py file")
     return FunctionReference(module_name, qualname, file)
@@ -148,26 +150,6 @@ def _main_problem(main: types.ModuleType, fn: Callable[..., Any]) -> str | None:
         if os.path.samefile(code.co_filename, main_file):
             return None
     return interactive
-
-
-def _importable_by_name(name: str) -> bool:
-    """Whether ``import name`` would find the module afresh (not from ``sys.modules``)."""
-    parent, _, _ = name.rpartition(".")
-    path = None
-    if parent:
-        path = getattr(sys.modules.get(parent), "__path__", None)
-        if path is None:
-            return False
-    for finder in sys.meta_path:  # what `import` asks, minus the sys.modules cache
-        find_spec = getattr(finder, "find_spec", None)
-        if find_spec is None:
-            continue
-        try:
-            if find_spec(name, path) is not None:
-                return True
-        except Exception:  # a finder's own trouble: ask the next one
-            continue
-    return False
 
 
 _load_lock = threading.Lock()

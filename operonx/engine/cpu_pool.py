@@ -14,16 +14,25 @@ one core; worker processes can. The design, and why:
   With both, multiprocessing re-imports the parent's ``__main__`` script in each
   worker under the name ``__mp_main__`` (so its ``if __name__ == "__main__":``
   block does not run); each op's module is imported in a worker the first time
-  that worker runs the op (:mod:`operonx.core.reference`).
+  that worker runs the op (the op arrives pickled by reference: the Engine's
+  :mod:`operonx.core.reference`, a compiled module's functions by name).
 * **A cancelled execution's worker is stopped** (SIGKILL) and replaced on demand:
   a failing sibling, a timeout or a cancelled run never leaves a core busy with
   work whose result nobody will read, and the interpreter never waits for it.
-* **Exit**: an ``atexit`` hook closes idle workers' connections (they exit on
-  their own) and kills busy ones, then reaps them all — no zombies, no hang.
+* **Exit**: an ``atexit`` hook (registered with the first pool) closes idle
+  workers' connections (they exit on their own) and kills busy ones, then reaps
+  them all — no zombies, no hang.
   Workers also exit when the parent dies: their connection reaches EOF (at once
   when idle, after the execution in hand when busy).
 * Each worker runs one execution at a time; per-op ``max_concurrent`` is the
   Engine's semaphore, as for async ops, and the pool bounds the total.
+* **Standard library only**, and only definitions at the top level: this file and
+  :mod:`operonx.engine.cpu_worker` are also the source of the pool of every compiled
+  module with a ``bound="cpu"`` op (``compiler/codegen/runtime.py`` includes them as
+  text: one implementation, and the compiled module stays standalone). What is
+  operonx's (how an op is named, the build-time errors) is in
+  :mod:`operonx.engine.cpu_op`; modules are imported under ``_``-prefixed names since
+  the copied user code of a compiled module may own the plain ones.
 * **Why not** ``concurrent.futures.ProcessPoolExecutor``: it cannot stop one running
   call (a cancelled or timed-out op would keep its core, and its exit hook waits for
   running calls, so the interpreter would hang at exit behind it); one dead worker
@@ -36,26 +45,26 @@ one core; worker processes can. The design, and why:
 from __future__ import annotations
 
 import asyncio
-import atexit
+import atexit as _atexit
 import collections
 import contextlib
-import multiprocessing
-import multiprocessing.util  # before our atexit hook: atexit runs hooks last-in, first-out
-import os
-import pickle
-import signal
+import multiprocessing as _multiprocessing
+import os as _os
+import signal as _signal
 import threading
-from collections.abc import Callable
-from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
+from multiprocessing.connection import Connection as _Connection
+from multiprocessing.process import BaseProcess as _BaseProcess
 from typing import Any
 
-from operonx.core.reference import Unreachable, reference_to
-from operonx.engine.cpu_worker import READY, decode_reply, encode_request, in_worker, worker_main
-from operonx.errors import GraphError
-from operonx.ir.model import SourceLoc
+from operonx.engine.cpu_worker import (
+    _READY,
+    decode_reply,
+    encode_request,
+    in_worker,
+    worker_entry,
+)
 
-START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() \
+START_METHOD = "forkserver" if "forkserver" in _multiprocessing.get_all_start_methods() \
     else "spawn"
 #: How long a new worker may take to start (import the main script, say) before the
 #: execution waiting for it fails; a worker that blocks at import fails, never hangs.
@@ -65,52 +74,50 @@ _GRACE = 2.0  # seconds an idle worker gets to exit on its own at shutdown
 
 def default_workers() -> int:
     """One worker per core this process may use."""
-    count = getattr(os, "process_cpu_count", None)  # Python 3.13+: honours affinity
+    count = getattr(_os, "process_cpu_count", None)  # Python 3.13+: honours affinity
     if count is not None:
         n: int | None = count()
     else:
         try:
-            n = len(os.sched_getaffinity(0))
+            n = len(_os.sched_getaffinity(0))
         except (AttributeError, OSError):
-            n = os.cpu_count()
+            n = _os.cpu_count()
     return max(1, n or 1)
 
 
-class WorkerDied(RuntimeError):
-    """A worker process died (or could not start) before answering."""
+def pool_size(cpu_workers: object) -> int:
+    """The pool size ``cpu_workers=`` asks for: :func:`default_workers` for None."""
+    if cpu_workers is None:
+        return default_workers()
+    if not isinstance(cpu_workers, int) or isinstance(cpu_workers, bool) or cpu_workers < 1:
+        raise ValueError(f"cpu_workers must be a positive int, not {cpu_workers!r}")
+    return cpu_workers
 
 
-class CpuOp:
-    """How the executions of one ``bound="cpu"`` op reach the pool.
+async def run_in_worker(workers: int, op_blob: bytes, label: str,
+                        kwargs: dict[str, Any]) -> Any:
+    """One execution, in the shared pool of ``workers``: what the op ``op_blob`` unpickles to
+    returned, or raise what it raised (or a precise error about what could not be pickled,
+    or a worker that died). Cancelling the await stops the worker running it."""
+    request = encode_request(op_blob, label, kwargs)
+    return decode_reply(await shared_pool(workers).run(request))
 
-    ``await cpu_op(kwargs)`` returns what the op returned, or raises what it
-    raised (or a precise error about what could not be pickled or a worker that
-    died); cancelling the await stops the worker running it.
+
+class WorkerDied(Exception):
+    """A worker process died (or could not start) before answering.
+
+    An ``Exception``, not a ``RuntimeError``: mypyc (``operonx compile --native``, which
+    compiles this code in a module) cannot subclass most builtin exception types.
     """
 
-    def __init__(self, fn: Callable[..., Any], workers: int, node_name: str,
-                 loc: SourceLoc) -> None:
-        try:  # checked when the op was decorated; an Engine may be built from any IR
-            self.reference = reference_to(fn)
-        except Unreachable as exc:
-            raise GraphError(f"op {node_name!r} is bound='cpu' but cannot run in a worker "
-                             f"process: {exc.reason}", loc.file, loc.line, exc.hint) from None
-        self.workers = workers
-        self._reference_blob = pickle.dumps(self.reference, pickle.HIGHEST_PROTOCOL)
 
-    async def __call__(self, kwargs: dict[str, Any]) -> Any:
-        request = encode_request(self._reference_blob, kwargs)
-        reply = await shared_pool(self.workers).run(request)
-        return decode_reply(reply)
-
-
-# ---------------------------------------------------------------------------- workers
+# -------- workers --------------------------------------------------------------------------------
 
 
 class _Worker:
     __slots__ = ("conn", "process")
 
-    def __init__(self, process: BaseProcess, conn: Connection) -> None:
+    def __init__(self, process: _BaseProcess, conn: _Connection) -> None:
         self.process = process
         self.conn = conn
 
@@ -122,7 +129,7 @@ class _Worker:
             return "it stopped answering"
         if code < 0:
             try:
-                return f"killed by {signal.Signals(-code).name}"
+                return f"killed by {_signal.Signals(-code).name}"
             except ValueError:
                 return f"killed by signal {-code}"
         return f"exit code {code}"
@@ -139,10 +146,10 @@ class _Worker:
         self.conn.close()
 
 
-def _start_worker(context: multiprocessing.context.BaseContext) -> _Worker:
+def _start_worker(context: _multiprocessing.context.BaseContext) -> _Worker:
     parent_end, child_end = context.Pipe(duplex=True)
-    process: BaseProcess = context.Process(  # type: ignore[attr-defined]
-        target=worker_main, args=(child_end,), name="operonx-cpu-worker")
+    process: _BaseProcess = context.Process(  # type: ignore[attr-defined]
+        target=worker_entry(), args=(child_end,), name="operonx-cpu-worker")
     try:
         process.start()
     except BaseException:
@@ -155,7 +162,7 @@ def _start_worker(context: multiprocessing.context.BaseContext) -> _Worker:
         if not parent_end.poll(WORKER_START_TIMEOUT):
             raise WorkerDied(f"a worker process did not start within {WORKER_START_TIMEOUT:g} s"
                              f"{_IMPORT_HINT}")
-        if parent_end.recv_bytes() != READY:
+        if parent_end.recv_bytes() != _READY:
             raise WorkerDied("a worker process answered nonsense while starting")
     except (EOFError, OSError) as exc:
         raise WorkerDied(f"a worker process failed to start ({worker.exit_description()}; "
@@ -171,7 +178,7 @@ _IMPORT_HINT = ("; worker processes import the main script and each op's module,
                 'belongs under `if __name__ == "__main__":`')
 
 
-# ------------------------------------------------------------------------------- pool
+# -------- pool -----------------------------------------------------------------------------------
 
 
 class CpuPool:
@@ -183,7 +190,7 @@ class CpuPool:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._context = multiprocessing.get_context(START_METHOD)
+        self._context = _multiprocessing.get_context(START_METHOD)
         self._lock = threading.Lock()
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
@@ -344,7 +351,7 @@ class CpuPool:
                 worker.process.join()
 
 
-async def _receive(conn: Connection) -> bytes:
+async def _receive(conn: _Connection) -> bytes:
     """The next message on ``conn``, awaiting readability on the running loop."""
     loop = asyncio.get_running_loop()
     readable: asyncio.Future[None] = loop.create_future()
@@ -367,10 +374,11 @@ def _fail_if_waiting(waiter: asyncio.Future[_Worker]) -> None:
         waiter.set_exception(RuntimeError("the bound='cpu' process pool was shut down"))
 
 
-# ---------------------------------------------------------------- the shared pools
+# -------- the shared pools -----------------------------------------------------------------------
 
 _pools: dict[int, CpuPool] = {}
 _pools_lock = threading.Lock()
+_hooks_registered = False
 
 
 def shared_pool(workers: int) -> CpuPool:
@@ -385,11 +393,27 @@ def shared_pool(workers: int) -> CpuPool:
         with _pools_lock:
             pool = _pools.get(workers)
             if pool is None:
+                if not _hooks_registered:
+                    _register_hooks()
                 pool = _pools[workers] = CpuPool(workers)
     return pool
 
 
-def shutdown() -> None:
+def _register_hooks() -> None:
+    """At exit, stop every worker; in a child made by os.fork(), forget the parent's.
+
+    Registered with the first pool, not at import: a process that never runs a cpu op
+    gets no hook. multiprocessing registers its own exit hook when it is imported (long
+    before this), and atexit runs hooks last-in, first-out: ours runs first, while
+    multiprocessing can still reap the workers.
+    """
+    global _hooks_registered
+    _hooks_registered = True
+    _atexit.register(shutdown_pools)
+    _os.register_at_fork(after_in_child=_forget_pools_after_fork)
+
+
+def shutdown_pools() -> None:
     """Stop every pool's workers (runs at interpreter exit; later use raises)."""
     with _pools_lock:
         pools = list(_pools.values())
@@ -402,7 +426,3 @@ def _forget_pools_after_fork() -> None:
     global _pools_lock
     _pools.clear()
     _pools_lock = threading.Lock()
-
-
-atexit.register(shutdown)
-os.register_at_fork(after_in_child=_forget_pools_after_fork)

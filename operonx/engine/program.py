@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from operonx.engine import cpu_pool
+from operonx.engine.cpu_op import CpuOp
 from operonx.engine.fanout import FanOut
 from operonx.engine.gates import FAIL, RUN, Gate, ScopeGates
 from operonx.engine.policies import Exhausted, NodePolicy, stepper
@@ -58,13 +59,14 @@ class _Skip(Exception):
 class Program:
     """Counters shared while building: semaphore slots and collect-buffer ids.
 
-    ``cpu_workers``: the size of the process pool ``bound="cpu"`` ops run in.
+    ``cpu_workers``: the size of the process pool ``bound="cpu"`` ops run in (default:
+    one per core).
     """
 
     def __init__(self, cpu_workers: int | None = None) -> None:
         self.semaphore_sizes: list[int] = []
         self._next_buffer = 0
-        self.cpu_workers = cpu_workers or cpu_pool.default_workers()
+        self.cpu_workers = cpu_pool.pool_size(cpu_workers)
 
     def semaphore(self, size: int) -> int:
         self.semaphore_sizes.append(size)
@@ -254,9 +256,9 @@ class NodeProgram:
         self.plain_await = op is not None and op.kind is OpKind.ASYNC and op.bound is None \
             and self.policy is None
         # A bound="cpu" op runs in a worker process (operonx.engine.cpu_pool).
-        self.cpu: cpu_pool.CpuOp | None = None
+        self.cpu: CpuOp | None = None
         if op is not None and op.bound == "cpu":
-            self.cpu = cpu_pool.CpuOp(op.fn, program.cpu_workers, node.name, node.loc)
+            self.cpu = CpuOp(op.fn, program.cpu_workers, node.name, node.loc)
         self.semaphore: int | None = None
         if op is not None and (self.awaited or op.kind is OpKind.ASYNCGEN):
             self.semaphore = program.semaphore(node.max_concurrent)

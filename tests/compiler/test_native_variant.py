@@ -18,7 +18,7 @@ from compiler.native.variant import VariantError
 from tests.golden.cases import CASES, golden_path
 
 GOLDEN = [(case.name, kind) for case in CASES for kind in ("O0", "O2")]
-PRIVATE = {"_Run", "_Limits", "_Policy", "_ChromeTraceWriter"}
+PRIVATE = {"_Run", "_Limits", "_Policy", "_ChromeTraceWriter", "_Worker"}  # _Worker: bound="cpu"
 
 
 def _exec_calls(tree: ast.Module) -> list[tuple[int, str, str]]:

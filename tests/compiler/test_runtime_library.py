@@ -14,7 +14,7 @@ import symtable
 import pytest
 
 from compiler.codegen.render import PUBLIC_NAMES, RUNTIME_IMPORTS, environment
-from compiler.codegen.runtime import Library, library, parse_library, select
+from compiler.codegen.runtime import Library, library, library_text, parse_library, select
 from tests.golden.cases import CASES, golden_path
 
 LIBRARY = '''\
@@ -132,9 +132,34 @@ def test_a_sync_graph_has_no_async_helpers_and_an_async_one_has_them() -> None:
         sync_module = f.read()
     with open(golden_path(by_name["asyncgen"], "O2"), encoding="utf-8") as f:
         async_module = f.read()
-    for helper in ("def _agen_failed", "def acall", "def tcall", "import functools"):
+    for helper in ("def _agen_failed", "def acall", "def cpucall", "import functools",
+                   "def worker_main", "class CpuPool", "import multiprocessing"):
         assert helper not in sync_module
     assert "def _agen_failed" in async_module
+    # Its bound="cpu" op runs in worker processes: the pool comes with it, as operonx's text.
+    assert "def cpucall" in async_module and "def worker_main" in async_module
+    assert "copied from operonx: operonx/engine/cpu_pool.py" in async_module
+
+
+def test_source_libraries_are_operonx_modules_included_as_text() -> None:
+    """The Engine imports operonx/engine/cpu_pool.py; a compiled module includes its text."""
+    from operonx.engine import cpu_pool
+
+    with open(cpu_pool.__file__, encoding="utf-8") as f:
+        source = f.read()
+    chosen = select(["shared_pool"], [], RUNTIME_IMPORTS)
+    shared = ast.parse(chosen.code).body
+    mine = {ast.unparse(n) for n in ast.parse(source).body}
+    assert any(isinstance(n, ast.FunctionDef) and n.name == "shared_pool" for n in shared)
+    assert {ast.unparse(n) for n in shared if getattr(n, "name", "") == "shared_pool"} <= mine
+    assert "import multiprocessing as _multiprocessing" in chosen.imports
+
+
+def test_a_source_library_may_import_only_runtime_imports() -> None:
+    text = "import json\nimport subprocess\n\n\ndef f() -> str:\n    return json.dumps(1)\n"
+    with pytest.raises(ValueError, match="example: `import subprocess` is not in RUNTIME_IMPORTS"):
+        library_text(text, "example", ())
+    assert "def f()" in library_text(text.replace("import subprocess\n", ""), "example", ())
 
 
 @pytest.mark.parametrize("line", RUNTIME_IMPORTS)
