@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ast
 import collections
+import copy
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -128,7 +129,9 @@ class Ctx:
     """Where code is being written: the current frame's index and span, and the nesting."""
 
     idx: Ident
-    parts: tuple[Ident, ...] = ()
+    # Each stream level's index: a local, or (a batched sync loop on the run path) an
+    # expression computing it from the loop's batch, read only where an error is raised.
+    parts: tuple[Ident | ast.expr, ...] = ()
     span: Ident | None = None
     depth: int = 1  # statement lists enclosing this one in the current function
     indent: int = 1  # ... and in the module (nested defs keep indenting)
@@ -138,7 +141,8 @@ class Ctx:
         if not self.parts:
             return py.name(self.idx)
         return ast.Tuple(elts=[ast.Starred(value=py.name(self.idx), ctx=ast.Load()),
-                               *(py.name(p) for p in self.parts)], ctx=ast.Load())
+                               *(copy.deepcopy(p) if isinstance(p, ast.expr) else py.name(p)
+                                 for p in self.parts)], ctx=ast.Load())
 
     def index_at(self, depth: int) -> ast.expr:
         """The index of the instance ``depth`` stream levels deep in this scope."""
@@ -152,7 +156,7 @@ class Ctx:
         assert self.span is not None
         return py.name(self.span)
 
-    def deeper(self, counter: Ident, span: Ident | None, blocks: int) -> Ctx:
+    def deeper(self, counter: Ident | ast.expr, span: Ident | None, blocks: int) -> Ctx:
         return Ctx(self.idx, (*self.parts, counter), span, self.depth + blocks,
                    self.indent + blocks, self.base)
 
@@ -851,9 +855,6 @@ class ScopeWriter:
         traced = self.mode == "traced"
         is_async = st.flavor == "asyncgen"
         paced = not traced and not is_async  # a batched loop (``_paced_loop``)
-        # The batched loop's counter is its ``for`` target and may go unread in the frame
-        # (ruff's B007): the leading underscore says that is on purpose.
-        counter = ns.fresh(f"{'_' if paced else ''}i_{st.name}")
         it = ns.fresh(f"{st.name}_iter")
         in_frame = ns.fresh(f"{st.name}_in_frame")
         var = self.out[st.name]
@@ -863,7 +864,9 @@ class ScopeWriter:
         # Statement lists around a frame's code: [semaphore try,] [traced: else,]
         # try, [async with,] for, try, [traced: if not skipped].
         around = 3 + int(is_async) + (2 if traced else 1) + (1 if tasks else 0)
-        child = ctx.deeper(counter, span, around)
+        batched = _Batch.of(ns, st.name) if paced and not tasks else None
+        counter = ns.fresh(f"{'_' if paced else ''}i_{st.name}")
+        child = ctx.deeper(batched.index() if batched else counter, span, around)
         frame = Dispatch(self, region, child, tasks, counter, var, span)
 
         body: Stmts = []
@@ -917,6 +920,8 @@ class ScopeWriter:
         IN_FRAME = True
         raise
 """, ITEM=item, IT=it, BODY=body, IN_FRAME=in_frame)
+        elif batched is not None:
+            loop = batched.loop(item, it, body, in_frame)
         else:
             loop = self._paced_loop(item, it, body, in_frame, counter)
         if is_async and not traced:  # the run path's async generators pause per batch too
@@ -930,7 +935,7 @@ class ScopeWriter:
         else:
             on_failure = py.stmts("raise _op_error(NAME, IDX, EXC) from EXC", NAME=name,
                                   IDX=child.index(), EXC=exc)
-            if paced:  # C is the index of the last frame taken: the failed pull is the next
+            if paced and batched is None:  # C: the last frame taken; the failed pull's next
                 on_failure = py.stmts("C += 1", C=counter) + on_failure
         failed = "await _agen_failed" if is_async else "_gen_failed"
         guarded = py.stmts(f"""
@@ -944,8 +949,9 @@ class ScopeWriter:
         if frame.group is not None:
             guarded = py.stmts("async with asyncio.TaskGroup() as G:\n    GUARDED",
                                G=frame.group, GUARDED=guarded)
-        run = py.stmts("C = START\nF = False", C=counter, START=py.lit(-1 if paced else 0),
-                       F=in_frame) + guarded
+        run = (batched.start() if batched is not None
+               else py.stmts("C = START", C=counter, START=py.lit(-1 if paced else 0)))
+        run += py.stmts("F = False", F=in_frame) + guarded
         start = self._start_generator(st, it)
         if not traced and st.name in self.checked:  # a branch check reads: its stream started
             run = py.stmts("M = {}", M=self.done[st.name]) + run
@@ -1316,6 +1322,62 @@ class LoopWriter:
                     break
         """, E=ns.fresh(f"{st.name}_errors"), RT=self.fn.rt, STEP=ns.fresh(f"{st.name}_step"),
             STEP_CALL=step, DONE=done, QUAL=py.lit(st.body.qual), **subs)
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """A sync generator's loop on the run path, paced without a frame counter.
+
+    ``zip(LEFT, IT)`` takes a tick from ``LEFT = itertools.repeat(None, BATCH)`` before
+    each pull from the generator, so a full batch stops before pulling another yield and
+    the loop counts in C without making an int per frame. The frame's index is computed
+    only where an error needs it: ``FIRST + BATCH - (ticks left) - 1`` (``_batch_index``);
+    when the generator itself fails, its failed pull took the tick of the frame it would
+    have been, so the same expression is its index.
+
+    Ticks left after the loop mean the generator ended inside the batch. None left is
+    ambiguous (a full batch, or the generator ended on the batch's last tick): the loop
+    goes on with a batch of at least two ticks, whose first pull then tells.
+    """
+
+    first: Ident
+    batch: Ident
+    left: Ident
+    tick: Ident
+
+    @staticmethod
+    def of(ns: Namespace, stem: str) -> _Batch:
+        return _Batch(ns.fresh(f"{stem}_first"), ns.fresh(f"{stem}_batch"),
+                      ns.fresh(f"{stem}_left"), ns.fresh(f"_{stem}_tick"))
+
+    def index(self) -> ast.expr:
+        return py.expr("_batch_index(FIRST, BATCH, LEFT)", FIRST=self.first,
+                       BATCH=self.batch, LEFT=self.left)
+
+    def start(self) -> Stmts:
+        return py.stmts("""
+            FIRST = 0
+            BATCH = _PACE.ticks
+            LEFT = itertools.repeat(None, BATCH)
+        """, FIRST=self.first, BATCH=self.batch, LEFT=self.left)
+
+    def loop(self, item: Ident, it: Ident, body: Stmts, in_frame: Ident) -> Stmts:
+        return py.stmts("""
+            while True:
+                for TICK, ITEM in zip(LEFT, IT, strict=False):
+                    try:
+                        BODY
+                    except BaseException:
+                        IN_FRAME = True
+                        raise
+                if operator.length_hint(LEFT):
+                    break
+                FIRST += BATCH
+                BATCH = max(2, await _PACE.checkpoint())
+                LEFT = itertools.repeat(None, BATCH)
+            _PACE.ticks = operator.length_hint(LEFT) + 1
+        """, FIRST=self.first, BATCH=self.batch, LEFT=self.left, TICK=self.tick, ITEM=item,
+            IT=it, BODY=body, IN_FRAME=in_frame)
 
 
 class Dispatch:
