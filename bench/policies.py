@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib.util
 import os
 import statistics
@@ -159,6 +160,7 @@ def measure(runners: dict[str, tuple[Runner, list[int]]], rounds: int) -> dict[s
                 raise SystemExit(f"{name}: wrong result")
         for _ in range(rounds):
             for name, (run, items) in runners.items():
+                gc.collect()  # the garbage of the runner before is not this one's to pay
                 started = time.perf_counter()
                 runner.run(run({"items": items}))
                 samples[name].append((time.perf_counter() - started) / len(items))
