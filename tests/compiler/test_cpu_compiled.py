@@ -252,6 +252,22 @@ def test_python_out_py_runs_cpu_ops_in_workers_and_exits_cleanly(tmp_path: Path)
         assert wait_gone(pid), f"worker {pid} outlived the script"
 
 
+def test_python_out_py_takes_cpu_workers(tmp_path: Path) -> None:
+    """``--cpu-workers N`` sizes the pool, with and without ``--trace``; N < 1 is exit 2."""
+    _compile_to(tmp_path)
+    inputs = json.dumps({"values": [1, 2, 3, 4, 5, 6]})
+    done = _run_python(["out.py", "--cpu-workers", "1", "--inputs", inputs], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert len(set(json.loads(done.stdout)["pid"])) == 1  # one worker ran every execution
+    traced = _run_python(["out.py", "--cpu-workers", "1", "--trace", "run.json",
+                          "--inputs", inputs], tmp_path)
+    assert traced.returncode == 0, traced.stderr
+    assert len(set(json.loads(traced.stdout)["pid"])) == 1
+    assert json.loads((tmp_path / "run.json").read_text())["traceEvents"]
+    bad = _run_python(["out.py", "--cpu-workers", "0", "--inputs", inputs], tmp_path)
+    assert bad.returncode == 2 and "--cpu-workers must be a positive number" in bad.stderr
+
+
 def test_import_out_runs_cpu_ops_in_workers_without_operonx(tmp_path: Path) -> None:
     _compile_to(tmp_path)
     script = textwrap.dedent("""\
