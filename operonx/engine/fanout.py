@@ -29,7 +29,7 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from operonx.engine.policies import stepper
+from operonx.engine.policies import Exhausted, stepper
 from operonx.engine.runtime import OP_FAILURES, Inst, Run, ScopeRun, is_op_failure
 from operonx.ir.model import Const, OpKind, OutputRef
 
@@ -184,7 +184,10 @@ class FanOut:
         from_item, window = plan.from_item, self.window
         only_arg, only_key = from_item[0] if len(kwargs_template) == len(from_item) == 1 \
             else (None, None)
-        positional = plan.positional  # fn(value) binds exactly like fn(arg=value)
+        # An op with a timeout, retries or a cache runs each execution through its policy
+        # (which takes the keyword arguments); when nothing fails that is the op's call.
+        policy, invoke = op.policy, op._invoke
+        positional = plan.positional and policy is None  # fn(value) binds like fn(arg=value)
         collect_into = plan.collect_into(inst)
         results_into = plan.results_into(scope)
         only_result, only_result_key = results_into[0] if len(results_into) == 1 \
@@ -226,10 +229,19 @@ class FanOut:
                 if semaphore is not None:
                     await semaphore.acquire()
                 try:
-                    out = await (fn(value) if positional else fn(**kwargs))
+                    if policy is None:
+                        out = await (fn(value) if positional else fn(**kwargs))
+                    else:
+                        out = (await policy.call_async(invoke, kwargs)).value
                 finally:
                     if semaphore is not None:
                         semaphore.release()
+            except Exhausted as failure:  # the policy's last attempt failed
+                if growing:
+                    self.busy -= 1
+                op.failed(run, Inst(inst, scope, index, span), index, failure.error,
+                          failure.attempts)
+                continue
             except OP_FAILURES as exc:
                 if not is_op_failure(exc):
                     raise  # the run itself is being cancelled
@@ -323,8 +335,9 @@ _direct_plans: weakref.WeakKeyDictionary[NodeProgram, _DirectPlan | None] = \
 def _direct_plan(gen: NodeProgram) -> _DirectPlan | None:
     """The direct plan of a generator's frames, when they qualify (computed once per node).
 
-    They qualify when a frame is one plain ``async def`` op (``sole_awaited`` and
-    ``plain_await``), the generator's own outputs go nowhere but to that op, and every
+    They qualify when a frame is one ``async def`` op run on the event loop
+    (``sole_awaited`` and ``direct_await``; a policy of its own is fine), the generator's
+    own outputs go nowhere but to that op, and every
     argument of the op is a constant, a key of the yielded dict, or a value fixed for
     the whole stream (a run input, an outer node's output) — not a ``.collect()``, which
     gives each execution a list of its own.
@@ -333,7 +346,7 @@ def _direct_plan(gen: NodeProgram) -> _DirectPlan | None:
         return _direct_plans[gen]
     plan: _DirectPlan | None = None
     op = gen.child.sole_awaited if gen.child is not None else None
-    if op is not None and op.plain_await and not gen.feeds_more and not op.plain_results:
+    if op is not None and op.direct_await and not gen.feeds_more and not op.plain_results:
         getters = iter(op.getters)  # one per non-constant argument, in argument order
         from_item: list[tuple[str, str]] = []
         per_stream: list[tuple[str, Any]] = []

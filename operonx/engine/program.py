@@ -251,10 +251,9 @@ class NodeProgram:
         # one awaited call per execution.
         self.awaited = op is not None and (op.kind is OpKind.ASYNC or op.bound == "cpu" or (
             sync_def and not op.runs_inline))
-        # An execution is exactly ``await fn(**kwargs)``: the fan-out pool inlines that call
-        # (operonx.engine.fanout). Anything that wraps the call (a policy) clears this flag.
-        self.plain_await = op is not None and op.kind is OpKind.ASYNC and op.bound is None \
-            and self.policy is None
+        # An execution is ``await fn(**kwargs)``, or that through the node's policy: the
+        # fan-out pool makes that call itself (operonx.engine.fanout).
+        self.direct_await = op is not None and op.kind is OpKind.ASYNC and op.bound is None
         # A bound="cpu" op runs in a worker process (operonx.engine.cpu_pool).
         self.cpu: CpuOp | None = None
         if op is not None and op.bound == "cpu":

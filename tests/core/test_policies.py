@@ -448,3 +448,57 @@ def test_jsonl_tracer_records_attempts_and_cache_hits(tmp_path: pathlib.Path) ->
     assert [(r["index"], r["attempts"], r["cached"]) for r in fetches] == [
         ([0], 2, False), ([1], 0, True)]
     assert next(r for r in lines if r.get("op") == "each_item")["attempts"] == 1
+
+
+# --------------------------------------------- policies on the fan-out pool's direct path
+
+
+def test_a_fan_out_into_an_async_op_with_policies_runs_them_per_execution() -> None:
+    """``run()`` drives ``gen -> async op`` on its worker pool, calling the op itself;
+    an op with a policy goes through it there too: retries, a timeout, a cache."""
+    flaky = Flaky(failures=1)
+    calls: list[int] = []
+
+    @op(retry=Retry(attempts=2, delay=0), timeout=5.0, max_concurrent=4, outputs=["result"])
+    async def fetch(value: int) -> dict[str, int]:
+        await asyncio.sleep(0)
+        return flaky(value)
+
+    @op(cache=True)
+    async def embed(value: int) -> dict[str, int]:
+        calls.append(value)
+        return {"result": value + 1}
+
+    numbers = [1, 2, 3, 2, 1, 4]
+    assert Engine(per_item(fetch)).run_sync({"numbers": numbers}) == {
+        "result": [n * 10 for n in numbers]}
+    # Per value, the first call fails and is retried: one more call than occurrences.
+    assert {n: len(times) for n, times in flaky.calls.items()} == {1: 3, 2: 3, 3: 2, 4: 2}
+    assert Engine(per_item(embed)).run_sync({"numbers": numbers}) == {
+        "result": [n + 1 for n in numbers]}
+    assert sorted(calls) == [1, 2, 3, 4]  # a repeated value is a cache hit
+
+
+def test_a_fan_out_into_an_async_op_fails_with_the_policys_error_and_index() -> None:
+    @op(retry=Retry(attempts=3, delay=0, on=(ConnectionError,)))
+    async def always_fails(value: int) -> dict[str, int]:
+        if value == 3:
+            raise ConnectionError(f"down for {value}")
+        return {"result": value}
+
+    @op(timeout=0.05)
+    async def stalls(value: int) -> dict[str, int]:
+        if value == 2:
+            await asyncio.sleep(10)
+        return {"result": value}
+
+    with pytest.raises(OpError) as failed:
+        Engine(per_item(always_fails)).run_sync({"numbers": [1, 2, 3, 4]})
+    assert failed.value.index == (2,) and "3 attempts" in str(failed.value)
+    assert isinstance(failed.value.__cause__, ConnectionError)
+    with pytest.raises(OpError) as timed_out:
+        Engine(per_item(stalls)).run_sync({"numbers": [1, 2, 3]})
+    assert timed_out.value.index == (1,) and isinstance(timed_out.value.__cause__, TimeoutError)
+    collected = Engine(per_item(stalls), on_error="collect").run_sync({"numbers": [1, 2, 3]})
+    assert collected["result"] == [1, 3]
+    assert [e["index"] for e in collected["$errors"]] == [[1]]
