@@ -854,7 +854,6 @@ class ScopeWriter:
         rt, exc = self.fn.rt, self.fn.exc
         traced = self.mode == "traced"
         is_async = st.flavor == "asyncgen"
-        paced = not traced and not is_async  # a batched loop (``_paced_loop``)
         it = ns.fresh(f"{st.name}_iter")
         in_frame = ns.fresh(f"{st.name}_in_frame")
         var = self.out[st.name]
@@ -864,8 +863,10 @@ class ScopeWriter:
         # Statement lists around a frame's code: [semaphore try,] [traced: else,]
         # try, [async with,] for, try, [traced: if not skipped].
         around = 3 + int(is_async) + (2 if traced else 1) + (1 if tasks else 0)
-        batched = _Batch.of(ns, st.name) if paced and not tasks else None
-        counter = ns.fresh(f"{'_' if paced else ''}i_{st.name}")
+        # The run path's sync generators run their frames inline (a pool takes them when
+        # they await: _generator_pool) in paced batches that keep no counter (_Batch).
+        batched = _Batch.of(ns, st.name) if not traced and not is_async else None
+        counter = ns.fresh(f"i_{st.name}")
         child = ctx.deeper(batched.index() if batched else counter, span, around)
         frame = Dispatch(self, region, child, tasks, counter, var, span)
 
@@ -894,7 +895,7 @@ class ScopeWriter:
             self._check(body, st, var, child.index(), unpack=not tasks)
             self._publish(body, st, child)
             frame.write(body)
-            if is_async:  # a sync generator's loop counts in C (``_paced_loop``)
+            if is_async:  # a sync generator's loop counts in its batches (_Batch)
                 body += py.stmts("C += 1", C=counter)
             before = []
         step_timeout = st.policy.timeout if st.policy is not None else None
@@ -920,10 +921,9 @@ class ScopeWriter:
         IN_FRAME = True
         raise
 """, ITEM=item, IT=it, BODY=body, IN_FRAME=in_frame)
-        elif batched is not None:
-            loop = batched.loop(item, it, body, in_frame)
         else:
-            loop = self._paced_loop(item, it, body, in_frame, counter)
+            assert batched is not None and not tasks
+            loop = batched.loop(item, it, body, in_frame)
         if is_async and not traced:  # the run path's async generators pause per batch too
             loop = self._count_down(loop, ns.fresh(f"{st.name}_ticks"))
 
@@ -935,8 +935,6 @@ class ScopeWriter:
         else:
             on_failure = py.stmts("raise _op_error(NAME, IDX, EXC) from EXC", NAME=name,
                                   IDX=child.index(), EXC=exc)
-            if paced and batched is None:  # C: the last frame taken; the failed pull's next
-                on_failure = py.stmts("C += 1", C=counter) + on_failure
         failed = "await _agen_failed" if is_async else "_gen_failed"
         guarded = py.stmts(f"""
             try:
@@ -949,8 +947,7 @@ class ScopeWriter:
         if frame.group is not None:
             guarded = py.stmts("async with asyncio.TaskGroup() as G:\n    GUARDED",
                                G=frame.group, GUARDED=guarded)
-        run = (batched.start() if batched is not None
-               else py.stmts("C = START", C=counter, START=py.lit(-1 if paced else 0)))
+        run = batched.start() if batched is not None else py.stmts("C = 0", C=counter)
         run += py.stmts("F = False", F=in_frame) + guarded
         start = self._start_generator(st, it)
         if not traced and st.name in self.checked:  # a branch check reads: its stream started
@@ -977,32 +974,6 @@ class ScopeWriter:
                     RT.SEM.release()
             """, RT=rt, SEM=self.names.semaphore(st), CODE=code)
         out += frame.prelude() + code
-
-    def _paced_loop(self, item: Ident, it: Ident, body: Stmts, in_frame: Ident,
-                    counter: Ident) -> Stmts:
-        """A sync generator's loop on the run path, in batches: between two batches it may
-        pause for the event loop (``_PACE``). ``zip`` with a ``range`` of frame indexes
-        bounds the batch and counts the frames in C (``C`` is the frame's index), so a
-        frame costs what ``C += 1`` would. ``zip`` takes the index first: a full batch
-        stops before pulling another yield. The ticks this loop did not use go back to
-        ``_PACE`` for the next loop (at least one: the loop ended short of ``END``)."""
-        end = self.fn.ns.fresh(f"{counter}_batch_end")
-        first = self.fn.ns.fresh(f"{counter}_batch_first")
-        return py.stmts("""
-            END = _PACE.ticks
-            while True:
-                FIRST = C + 1
-                for C, ITEM in zip(range(FIRST, END), IT, strict=False):
-                    try:
-                        BODY
-                    except BaseException:
-                        IN_FRAME = True
-                        raise
-                if C + 1 < END:
-                    break
-                END = C + 1 + await _PACE.checkpoint()
-            _PACE.ticks = END - C - 1
-        """, END=end, FIRST=first, ITEM=item, IT=it, C=counter, BODY=body, IN_FRAME=in_frame)
 
     @staticmethod
     def _count_down(loop: Stmts, ticks: Ident) -> Stmts:
