@@ -24,12 +24,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import importlib.util
 import os
 import statistics
 import sys
 import time
-import types
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -94,15 +92,6 @@ def _graph_file(variant: str, policy: str) -> str:
     return path
 
 
-def _import(path: str, name: str) -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def _engine_and_compiled(variant: str, policy: str) -> tuple[Runner, Runner]:
     path = _graph_file(variant, policy)
     _name, graph = select_graph(find_graphs(load_module(path)), None, path)
@@ -110,7 +99,7 @@ def _engine_and_compiled(variant: str, policy: str) -> tuple[Runner, Runner]:
     out = path[:-3] + "_O2.py"
     with open(out, "w", encoding="utf-8") as f:
         f.write(compile_file(path, opt_level=2).source)
-    compiled = _import(out, f"bench_policies_{os.path.basename(out)[:-3]}")
+    compiled = load_module(out)
     return engine.run, compiled.run
 
 

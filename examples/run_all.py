@@ -6,13 +6,13 @@ The seed's three, then branching (SPEC §8) and policies (SPEC §9).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pathlib
 import sys
 from typing import Any
 
 from compiler import compile_file
+from compiler.frontend.load import find_graphs, load_module, select_graph
 from operonx.core import Engine, GraphOp
 
 HERE = pathlib.Path(__file__).parent
@@ -26,18 +26,9 @@ EXAMPLES: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-def load(path: pathlib.Path, name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # as an import would (dataclasses look the module up)
-    spec.loader.exec_module(module)
-    return module
-
-
 def load_graph(path: pathlib.Path) -> GraphOp:
-    module = load(path, f"example_{path.stem}")
-    return next(v for v in vars(module).values() if isinstance(v, GraphOp) and not v.is_nested)
+    """The example's graph, imported as ``operonx run`` and ``operonx compile`` import it."""
+    return select_graph(find_graphs(load_module(str(path))), None, str(path))[1]
 
 
 def compiled(path: pathlib.Path) -> Any:
@@ -45,7 +36,7 @@ def compiled(path: pathlib.Path) -> Any:
     OUT.mkdir(exist_ok=True)
     target = OUT / f"{path.stem}_compiled.py"
     target.write_text(compile_file(str(path)).source, encoding="utf-8")
-    return load(target, f"compiled_{path.stem}")
+    return load_module(str(target))
 
 
 def main() -> int:
