@@ -11,7 +11,6 @@ from typing import Any
 import uvloop
 
 from operonx.core.frame import Frame, SpanContext, new_span_id, new_trace_id
-from operonx.engine import cpu_pool
 from operonx.engine.program import Program, ScopeProgram
 from operonx.engine.runtime import FRAME_BACKLOG_HIGH, OnError, Run
 from operonx.errors import GraphError, InputError, OperonxError
@@ -55,7 +54,7 @@ class Engine:
         self.on_error: OnError = on_error
         # bound="cpu" ops run in the process-wide pool of this many workers, shared with
         # every Engine that asks for as many (operonx.engine.cpu_pool).
-        self._program = Program(cpu_pool.pool_size(cpu_workers))  # ValueError unless > 0
+        self._program = Program(cpu_workers)
         self.cpu_workers = self._program.cpu_workers
         if self.graph.kind == "loop":
             self._scope = ScopeProgram(wrap_top_level_loop(self.graph), self._program, "",

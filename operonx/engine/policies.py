@@ -98,16 +98,12 @@ class OpCache:
             while len(self._values) > self.size:
                 self._values.popitem(last=False)
 
-    def __len__(self) -> int:
-        return len(self._values)
-
 
 class NodePolicy:
     def __init__(self, op: OpDef) -> None:
         self.timeout = op.timeout
         self.retry = op.retry
         self.cache = OpCache(op.cache) if op.cache is not None else None
-        self.attempts = op.retry.attempts if op.retry is not None else 1
 
     # -- inline (sync ops on the event loop: no timeout, retries do not wait)
 

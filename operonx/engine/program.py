@@ -66,7 +66,7 @@ class Program:
     def __init__(self, cpu_workers: int | None = None) -> None:
         self.semaphore_sizes: list[int] = []
         self._next_buffer = 0
-        self.cpu_workers = cpu_pool.pool_size(cpu_workers)
+        self.cpu_workers = cpu_pool.pool_size(cpu_workers)  # ValueError unless > 0
 
     def semaphore(self, size: int) -> int:
         self.semaphore_sizes.append(size)
@@ -464,11 +464,7 @@ class NodeProgram:
         if out is _FAILED:
             return
         start, out = out
-        out = self._valid_outputs(run, inst, out, inst.index)
-        if out is not None:
-            self.publish(inst, out)
-            if run.emit is not None:
-                run.frame(self.qualname, out, inst.index, inst.span, start)
+        self._publish_outcome(run, inst, out, start, 1, False)
 
     async def _await_op(self, run: Run, inst: Inst, kwargs: dict[str, Any]) -> Any:
         """(start time, return value) of one awaited call, or _FAILED once it is recorded."""
@@ -660,11 +656,11 @@ class NodeProgram:
             run.ticks = max(batch_end - position, 1)  # what this loop did not use
 
     def _publish_body(self, run: Run, inst: Inst, out: dict[str, Any],
-                      failed_keys: list[str] | None = None) -> None:
+                      failed_keys: list[str]) -> None:
         missing = [k for k in self.needed if k not in out]
         assert self.node.body is not None
         optional = self.node.body.optional_results
-        if any(k in (failed_keys or ()) or k not in optional for k in missing):
+        if any(k in failed_keys or k not in optional for k in missing):
             # A producer inside failed (collect mode; already recorded): the node fails.
             inst.mark_failed(self.name)
             raise _Skip()
