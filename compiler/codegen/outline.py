@@ -76,7 +76,7 @@ def outline(stmts: Sequence[ast.stmt], ns: Namespace,
         out.append(stmt)
         if (isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef))
                 and count_statements(stmt.body) > FUNCTION_STATEMENTS):
-            out += _Outliner(stmt, ns, global_types or {}).run()
+            out += _Outliner(stmt, ns, {} if global_types is None else global_types).run()
     return out
 
 

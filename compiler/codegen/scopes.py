@@ -1124,7 +1124,6 @@ class ScopeWriter:
         """Write the loop as a module-level function; return the expression calling it."""
         assert st.body is not None
         fn_name = self.names.loop_fn(st, self.scope, self.mode)
-        is_async = True  # a loop pauses for the event loop now and then (fairness)
         inner = Locals.new(self.names.ns.child(), self.mode)
         state = inner.ns.fresh("state")
         result = inner.ns.fresh("out")
@@ -1138,13 +1137,14 @@ class ScopeWriter:
             params.append((inner.span, py.expr("str")))
         params.append((state, py.expr("dict[str, Any]")))
         self.extra += [py.comment(f"{where(st.loc)}: loop {st.qualname!r}"),
+                       # async: a loop pauses for the event loop now and then (fairness)
                        py.function(fn_name, params, py.expr("dict[str, Any]"), body,
-                                   is_async=is_async)]
+                                   is_async=True)]
         args = [self._rt(), ctx.index()]
         if self.mode == "traced":
             args.append(ctx.span_expr())
         call: ast.expr = ast.Call(func=py.name(fn_name), args=[*args, init], keywords=[])
-        return ast.Await(value=call) if is_async else call
+        return ast.Await(value=call)
 
     def _loop_inlined(self, out: Stmts, st: StageIR, ctx: Ctx, bound: dict[str, ast.expr],
                       literals: dict[str, object]) -> None:

@@ -345,8 +345,7 @@ class _Extractor:
                                f"(to {renames[clash[0]]!r}) and a local name in "
                                f"{_statement_what(statement)}", info.file, statement.line,
                                "rename the local variable")
-        annotate = transform.needs_annotating(tree if not renames and tree is not None
-                                              else None)if False else None
+        annotate: bool | None = None
         if not renames and tree is not None:
             annotate = transform.needs_annotating(tree)
             if plain is not None and not annotate:

@@ -161,11 +161,10 @@ class _Lowering:
             body: ScopeIR | None = None
             function: str | None = None
             returns_none = False
-            returns: str | None = None
             if node.op is not None:
                 function = self.names[node.op.fn]
-                returns = return_annotation(node.op, self.extraction.renames.get(node.op.fn))
-                returns_none = returns == "None"
+                returns_none = return_annotation(
+                    node.op, self.extraction.renames.get(node.op.fn)) == "None"
             child_qual = qual if transparent else f"{qual}{name}."
             if node.body is not None:
                 body = self.scope(node.body, child_qual, f"{symbol}__{_symbol(name)}")
@@ -188,7 +187,7 @@ class _Lowering:
                 positional=_positional(node), outputs_proven=_outputs_proven(node, needed[name]),
                 gate=branch_ir.gate(graph, node),
                 policy=policy_ir.policy(node, self.extraction, self.copied),
-                output_types=self._output_types(graph, node), returns=returns,
+                output_types=self._output_types(graph, node),
                 resources=node.op.resources if node.op is not None else ()))
         # A region that never awaits runs each frame to completion inside its generator's
         # loop, as the Engine does; any other region runs a task per frame (plan's window).

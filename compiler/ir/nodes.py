@@ -153,7 +153,6 @@ class StageIR:
     # SPEC §7.1: the type of each output key as a reader at the stage's depth sees it,
     # as generated code spells it; only where it is known (not ``Any``)
     output_types: tuple[tuple[str, str], ...] = ()
-    returns: str | None = None  # the copied op function's return annotation
     # @op(resources={...}) as sorted (name, amount) pairs: what a cluster target asks for.
     resources: tuple[tuple[str, float], ...] = ()
 

@@ -138,11 +138,13 @@ def _copied_annotations(extraction: Extraction) -> dict[str, dict[str, str]]:
     """Function name -> parameter -> annotation, as the generated module's copy spells it.
 
     The copy is the reference: its names are already the generated ones, its bare
-    generics explicit, and a missing annotation is ``Any`` there.
+    generics explicit, and a missing annotation is ``Any`` there. Only the ops' functions
+    are read (helpers and classes are not asked about).
     """
+    ops = set(extraction.function_names.values())
     found: dict[str, dict[str, str]] = {}
     for block in extraction.blocks:
-        if not block.name or "def " not in block.source:
+        if block.name not in ops or "def " not in block.source:
             continue
         try:
             tree = ast.parse(block.source)

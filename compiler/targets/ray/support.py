@@ -26,7 +26,7 @@ KNOWN: dict[type[Any], frozenset[str]] = {
     StageIR: frozenset({"name", "qualname", "kind", "flavor", "function", "returns_none", "args",
                         "needed", "deps", "context", "max_concurrent", "fuse", "loc", "body",
                         "inline_loop", "positional", "outputs_proven", "resources",
-                        "output_types", "returns"}),
+                        "output_types"}),
     ArgIR: frozenset({"name", "kind", "value", "key", "node", "ordered"}),
     LoopIR: frozenset({"state", "until", "max_iterations", "state_types"}),
 }
