@@ -36,7 +36,7 @@ import uvloop
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(BENCH_DIR))
 
-from compiler import compile_file  # noqa: E402 - after the project root is importable
+from compiler import compile_graph  # noqa: E402 - after the project root is importable
 from compiler.frontend.load import find_graphs, load_module, select_graph  # noqa: E402
 from operonx.core import Engine  # noqa: E402
 
@@ -94,11 +94,11 @@ def _graph_file(variant: str, policy: str) -> str:
 
 def _engine_and_compiled(variant: str, policy: str) -> tuple[Runner, Runner]:
     path = _graph_file(variant, policy)
-    _name, graph = select_graph(find_graphs(load_module(path)), None, path)
+    name, graph = select_graph(find_graphs(load_module(path)), None, path)
     engine = Engine(graph)
     out = path[:-3] + "_O2.py"
     with open(out, "w", encoding="utf-8") as f:
-        f.write(compile_file(path, opt_level=2).source)
+        f.write(compile_graph(graph, source_path=path, graph_name=name, opt_level=2).source)
     compiled = load_module(out)
     return engine.run, compiled.run
 

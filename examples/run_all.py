@@ -11,7 +11,7 @@ import pathlib
 import sys
 from typing import Any
 
-from compiler import compile_file
+from compiler import compile_graph
 from compiler.frontend.load import find_graphs, load_module, select_graph
 from operonx.core import Engine, GraphOp
 
@@ -26,25 +26,27 @@ EXAMPLES: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-def load_graph(path: pathlib.Path) -> GraphOp:
-    """The example's graph, imported as ``operonx run`` and ``operonx compile`` import it."""
-    return select_graph(find_graphs(load_module(str(path))), None, str(path))[1]
+def load_graph(path: pathlib.Path) -> tuple[str, GraphOp]:
+    """The example's graph and its name, imported as ``operonx run`` and ``operonx compile``
+    import it."""
+    return select_graph(find_graphs(load_module(str(path))), None, str(path))
 
 
-def compiled(path: pathlib.Path) -> Any:
+def compiled(path: pathlib.Path, name: str, graph: GraphOp) -> Any:
     """The module ``operonx compile path -O2`` writes, imported."""
     OUT.mkdir(exist_ok=True)
     target = OUT / f"{path.stem}_compiled.py"
-    target.write_text(compile_file(str(path)).source, encoding="utf-8")
+    source = compile_graph(graph, source_path=str(path), graph_name=name).source
+    target.write_text(source, encoding="utf-8")
     return load_module(str(target))
 
 
 def main() -> int:
     for name, inputs in EXAMPLES:
-        graph = load_graph(HERE / name)
+        graph_name, graph = load_graph(HERE / name)
         result = Engine(graph).run_sync(inputs)
         print(f"engine    {name:<13} inputs={json.dumps(inputs)} -> {json.dumps(result)}")
-        again = compiled(HERE / name).run_sync(inputs)
+        again = compiled(HERE / name, graph_name, graph).run_sync(inputs)
         print(f"compiled  {name:<13} inputs={json.dumps(inputs)} -> {json.dumps(again)}")
         if again != result:
             print(f"{name}: the compiled module returned something else", file=sys.stderr)
