@@ -403,35 +403,51 @@ class _Walker:
         return None
 
     def _stmt(self, node: ast.AST) -> Change | None:
-        """Check ``node`` and everything below it that runs, in the current scope."""
+        """Check ``node`` and everything below it that runs, in the current scope.
+
+        Below the forms :meth:`_checked` handles, the walk keeps a stack of its own rather
+        than recursing: expressions nest as deep as the source does (a ``START >> n0 >>
+        ... >> END`` chain of a thousand ops is a thousand nested ``BinOp`` nodes). The
+        order is the recursive walk's: a node, then each child's subtree in turn.
+        """
+        stack = [node]
+        while stack:
+            node = stack.pop()
+            found, descend = self._checked(node)
+            if found is not None:
+                return found
+            if descend:
+                stack.extend(reversed(list(ast.iter_child_nodes(node))))
+        return None
+
+    def _checked(self, node: ast.AST) -> tuple[Change | None, bool]:
+        """What checking ``node`` itself finds, and whether its children are still to be
+        walked (they are for every node but the forms that walk their own parts)."""
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             found = self._each([*node.decorator_list, *node.args.defaults,
                                 *filter(None, node.args.kw_defaults)])
             found = found or self._decorators(node.decorator_list)
             if found is None and self.follow_bodies:
                 found = self._scope(node)
-            return found
+            return found, False
         if isinstance(node, ast.ClassDef):
             found = self._each([*node.decorator_list, *node.bases,
                                 *(k.value for k in node.keywords)])
             found = found or self._decorators(node.decorator_list)
             found = found or self._bases([*node.bases, *(k.value for k in node.keywords)])
-            return found or self._scope(node)  # a class body runs at definition
+            return found or self._scope(node), False  # a class body runs at definition
         if isinstance(node, ast.Lambda):
             found = self._each([*node.args.defaults, *filter(None, node.args.kw_defaults)])
             if found is None and self.follow_bodies:
                 found = self._lambda_body(node)
-            return found
+            return found, False
         if isinstance(node, _COMPREHENSIONS):
-            return self._comprehension(node)
+            return self._comprehension(node), False
         if isinstance(node, ast.If) and is_main_guard(node) and len(self.frames) == 1:
-            return None
+            return None, False
         if isinstance(node, (ast.With, ast.AsyncWith)):
-            return self._with(node)
-        found = self._node(node)
-        if found is not None:
-            return found
-        return self._each(ast.iter_child_nodes(node))
+            return self._with(node), False
+        return self._node(node), True
 
     def _lambda_body(self, node: ast.Lambda) -> Change | None:
         self.frames.append(_Frame("function", _params(node.args), set()))

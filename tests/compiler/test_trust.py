@@ -485,6 +485,23 @@ def test_class7_deeply_nested_loops(tmp_path: Path) -> None:
     each_level(tmp_path, _nested_loops(25), {})
 
 
+def test_class7_a_thousand_op_chain_in_one_expression(tmp_path: Path) -> None:
+    """``START >> n0 >> ... >> END`` nests a thousand ``>>`` deep; the compile once died on
+    it with an internal RecursionError (exit 70)."""
+    n = 1000
+    steps = "".join(f"    n{i} = step(x=n{i - 1}['x'])\n" for i in range(1, n))
+    chain = " >> ".join(f"n{i}" for i in range(n))
+    each_level(tmp_path, (
+        "@op\n"
+        "def step(x: int) -> dict[str, int]:\n"
+        '    return {"x": x + 1}\n'
+        "\n"
+        'with GraphOp(name="graph") as graph:\n'
+        '    n0 = step(x=PARENT["x"])\n'
+        f"{steps}"
+        f"    START >> {chain} >> END\n"), {"x": 0})
+
+
 def test_class7_mixed_type_loop_state_passes_mypy(tmp_path: Path) -> None:
     path, graph = graph_file(tmp_path, """
         @op
